@@ -1,0 +1,34 @@
+import pytest
+
+from poseguard_lib.config import PROFILES, ConfigError, load_profile
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_validates_and_hashes_stably(profile):
+    config = load_profile(profile)
+    assert config.profile == profile
+    assert config.digest() == load_profile(profile).digest()
+
+
+def test_seed_changes_the_digest():
+    assert load_profile("tiny", seed=1).digest() != load_profile("tiny", seed=2).digest()
+
+
+def test_unknown_profile_lists_the_allowed_ones():
+    with pytest.raises(ConfigError, match="allowed profiles: tiny, small, paper"):
+        load_profile("huge")
+
+
+def test_invalid_value_names_the_field(monkeypatch, tmp_path):
+    import poseguard_lib.config as config_module
+
+    bad = (config_module.CONFIG_DIR / "tiny.yaml").read_text().replace("height: 32", "height: -3")
+    (tmp_path / "tiny.yaml").write_text(bad)
+    monkeypatch.setattr(config_module, "CONFIG_DIR", tmp_path)
+    with pytest.raises(ConfigError, match=r"data\.height"):
+        load_profile("tiny")
+
+
+def test_unknown_key_is_rejected():
+    with pytest.raises(ConfigError, match="colour: Extra inputs are not permitted"):
+        load_profile("tiny", colour="red")
