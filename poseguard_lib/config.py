@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from poseguard_lib.io import sha256_json
 
@@ -36,24 +36,75 @@ class DataSettings(Section):
 
 
 class ModelSettings(Section):
-    """Widths of the AnimateAnyone-style generator (``paper`` = SD1.5)."""
+    """Widths of the AnimateAnyone-style generator (``paper`` = SD1.5).
+
+    ``space``: ``latent`` runs diffusion in the SD VAE's latent space (paper); ``pixel`` runs it on
+    images scaled to [-1, 1] (tiny/small: a random VAE would first need training of its own), seen
+    by the UNet as ``pixel_patch_size``² patches stacked as channels (a lossless pixel unshuffle that
+    makes the full-resolution convolutions ``patch²`` times cheaper; the noise is still per pixel).
+    ``block_has_attention`` says which resolution levels carry spatial transformers (self-,
+    reference- and cross-attention); at 64×64 pixels attention on the full-resolution level would
+    cost more than the rest of the UNet. ``num_attention_heads`` is what SD1.5's UNet config calls
+    ``attention_head_dim`` (a legacy misnomer in diffusers). Motion modules get one temporal layer
+    per spatial layer (diffusers requires ``layers_per_block`` to match).
+    """
 
     space: Literal["pixel", "latent"]
+    pixel_patch_size: int = Field(default=1, ge=1)
     block_out_channels: tuple[int, ...]
+    block_has_attention: tuple[bool, ...]
     layers_per_block: int = Field(gt=0)
-    attention_head_dim: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
     norm_num_groups: int = Field(gt=0)
     cross_attention_dim: int = Field(gt=0)
     pose_guider_channels: tuple[int, ...]
     image_encoder_hidden_size: int = Field(gt=0)
     image_encoder_layers: int = Field(gt=0)
-    motion_layers_per_block: int = Field(gt=0)
+    image_encoder_image_size: int = Field(gt=0)
+    image_encoder_patch_size: int = Field(gt=0)
     motion_num_attention_heads: int = Field(gt=0)
     motion_max_seq_length: int = Field(gt=0)
 
+    @model_validator(mode="after")
+    def _consistent_widths(self) -> "ModelSettings":
+        levels = len(self.block_out_channels)
+        if len(self.block_has_attention) != levels:
+            raise ValueError(
+                f"block_has_attention has {len(self.block_has_attention)} entries but "
+                f"block_out_channels has {levels}; give one flag per resolution level"
+            )
+        for channels in self.block_out_channels:
+            for divisor, name in (
+                (self.norm_num_groups, "norm_num_groups"),
+                (self.num_attention_heads, "num_attention_heads"),
+                (self.motion_num_attention_heads, "motion_num_attention_heads"),
+            ):
+                if channels % divisor:
+                    raise ValueError(f"block width {channels} is not divisible by {name}={divisor}")
+        # The PoseGuider halves the resolution once per extra channel entry; its output must
+        # match the denoiser's conv_in output: 8× down in SD latent space, patch× in pixel space.
+        if self.space == "latent" and self.pixel_patch_size != 1:
+            raise ValueError("pixel_patch_size applies to pixel space only; set it to 1 for latent space")
+        downscale = 8 if self.space == "latent" else self.pixel_patch_size
+        expected = downscale.bit_length()
+        if downscale & (downscale - 1) or len(self.pose_guider_channels) != expected:
+            raise ValueError(
+                f"pose_guider_channels needs log2({downscale}) + 1 entries in {self.space} space with "
+                f"a {downscale}× smaller UNet input (got {len(self.pose_guider_channels)}); the downscale "
+                "must be a power of two"
+            )
+        if self.image_encoder_image_size % self.image_encoder_patch_size:
+            raise ValueError("image_encoder_image_size must be a multiple of image_encoder_patch_size")
+        return self
+
 
 class TrainSettings(Section):
-    """Stage 1 (image) and stage 2 (motion modules) training budgets."""
+    """Stage 1 (image) and stage 2 (motion modules) training budgets; Moore's loss settings.
+
+    ``train_image_encoder``: the paper's CLIP encoder is pretrained and frozen; the tiny/small
+    encoders are random-init, so a frozen one would feed the cross-attention a random projection
+    of the reference and they are trained with stage 1 instead (their cost is negligible).
+    """
 
     stage1_steps: int = Field(ge=0)
     stage2_steps: int = Field(ge=0)
@@ -61,25 +112,57 @@ class TrainSettings(Section):
     video_batch_size: int = Field(gt=0)
     video_frames: int = Field(gt=1)
     learning_rate: float = Field(gt=0)
+    stage2_learning_rate: float = Field(gt=0)
     checkpoint_every: int = Field(gt=0)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    train_image_encoder: bool = False
+    condition_dropout: float = Field(default=0.1, ge=0, lt=1)
+    noise_offset: float = Field(default=0.05, ge=0)
+    snr_gamma: float = Field(default=5.0, gt=0)
+    weight_decay: float = Field(default=1e-2, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
 
 
 class SamplingSettings(Section):
-    """DDIM sampling as in Moore-AnimateAnyone (steps, guidance, context windows)."""
+    """DDIM sampling as in Moore-AnimateAnyone (steps, guidance, context windows).
+
+    ``beta_schedule``: Moore trains with ``scaled_linear`` but samples with ``linear`` (a known
+    mismatch kept for the released weights); the study's own models sample as they were trained.
+    """
 
     num_inference_steps: int = Field(gt=0)
     guidance_scale: float = Field(ge=1.0)
     context_frames: int = Field(gt=1)
     context_overlap: int = Field(ge=0)
+    beta_schedule: Literal["scaled_linear", "linear"] = "scaled_linear"
+
+    @model_validator(mode="after")
+    def _overlap_below_window(self) -> "SamplingSettings":
+        if self.context_overlap >= self.context_frames:
+            raise ValueError("context_overlap must be smaller than context_frames")
+        return self
 
 
 class MetricsSettings(Section):
-    """Which extractors stand behind FID/FVD/LPIPS and the PSR pose estimator."""
+    """Which extractors stand behind FID/FVD/LPIPS and the PSR pose estimator.
+
+    ``clip_length``/``clip_stride``: the windows of the video metrics (DisCo: 16 frames, stride 1).
+    ``psr_threshold``/``psr_min_detected``: when an output counts as reproducing an unsafe pose
+    (see :mod:`poseguard_lib.metrics.psr`). The ``extractor_*`` fields size and train the
+    synthetic-domain extractors of the tiny and small profiles (unused with ``canonical``);
+    ``extractor_appearances`` synthetic people are rendered for them, apart from the study's data.
+    """
 
     extractors: Literal["synthetic", "canonical"]
     clip_length: int = Field(gt=1)
+    clip_stride: int = Field(default=1, gt=0)
     psr_threshold: float = Field(gt=0)
+    psr_min_detected: float = Field(default=0.5, gt=0, le=1)
+    extractor_width: int = Field(default=32, gt=0, multiple_of=8)
+    extractor_steps: int = Field(default=1000, gt=0)
+    extractor_batch: int = Field(default=32, gt=1)
+    extractor_learning_rate: float = Field(default=2e-3, gt=0)
+    extractor_appearances: int = Field(default=16, gt=1)
 
 
 class DefenseSettings(Section):

@@ -3,7 +3,7 @@
 A :class:`Skeleton` is just named nodes, edges and colours plus a drawing style, so the
 same types describe an OpenPose-18 body, a 21-point hand, a 68-point face or the graph of
 a non-human subject. Coordinates are normalised: x right and y down, in [0, 1] of the
-image width and height. A keypoint whose score is below :data:`SCORE_THRESHOLD` is missing.
+image width and height. A keypoint whose score is not above :data:`SCORE_THRESHOLD` is missing (as in DWPose).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ _HAND_EDGES = tuple(
 
 def _hsv_rgb(hue: float) -> RGB:
     r, g, b = colorsys.hsv_to_rgb(hue, 1.0, 1.0)
-    return (int(r * 255), int(g * 255), int(b * 255))
+    return (round(r * 255), round(g * 255), round(b * 255))
 
 
 HAND_21 = Skeleton(
@@ -148,7 +148,7 @@ class Keypoints:
 
     @property
     def visible(self) -> np.ndarray:
-        return self.scores >= SCORE_THRESHOLD
+        return self.scores > SCORE_THRESHOLD  # DWPose keeps points scoring above 0.3
 
     def with_xy(self, xy: np.ndarray) -> "Keypoints":
         return Keypoints(self.skeleton, xy, self.scores)

@@ -1,0 +1,304 @@
+"""Training the generator as Moore-AnimateAnyone does, at the scale a profile allows.
+
+Stage 1 (images): denoiser + ReferenceNet + PoseGuider (+ the image encoder when the profile's is
+random-init) learn pose → frame from (reference, pose, target) triples. Stage 2 (video): only the
+motion modules learn, on clips, with everything else frozen. Loss (Moore): MSE on v with min-SNR
+weighting (γ = 5), noise offset 0.05, t ~ U[0, 1000); 10% of samples drop the reference (zero
+image embedding, no reference attention) so classifier-free guidance has something to contrast.
+Unlike Moore, who drops whole batches, the drop is per sample (the attention routes rows).
+
+Reproducibility: every random draw of step ``k`` (batch indices, noise, timesteps, drops) comes
+from a generator seeded by (seed, stage, k, process), so a run resumed from a checkpoint takes
+exactly the steps an uninterrupted run takes. Checkpoints are ``accelerate`` states (model in
+safetensors, optimizer, RNG) plus a ``trainer_state.json`` with the step and the loss history.
+
+Mixed precision: bf16 is applied with ``torch.autocast`` here rather than through
+``Accelerator(mixed_precision=...)``, whose process-wide state would forbid a second training
+with another precision in the same notebook; bf16 needs no loss scaling. fp16 (GPU) goes
+through accelerate, which adds the loss scaler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from torch import nn
+from tqdm.auto import tqdm
+
+from poseguard_lib.config import ProfileConfig, TrainSettings
+from poseguard_lib.io import atomic_dir, sha256_json, write_csv, write_json
+from poseguard_lib.models.components import SETTINGS_FILE, AnimateAnyone, build_model
+
+Stage = Literal[1, 2]
+STATE_FILE = "trainer_state.json"
+
+
+# ----------------------------------------------------------------------------- loss
+def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-γ weights for v-prediction: min(snr + 1, γ) / (snr + 1) (Hang et al.; Moore)."""
+    alphas_cumprod = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
+    snr_plus_one = alphas_cumprod / (1 - alphas_cumprod) + 1
+    return torch.clamp(snr_plus_one, max=gamma) / snr_plus_one
+
+
+def v_loss(model: AnimateAnyone, prediction, latents, noise, timesteps, gamma: float) -> torch.Tensor:
+    """Min-SNR-weighted MSE between the predicted and the true velocity, averaged over the batch."""
+    target = model.scheduler.get_velocity(latents, noise, timesteps)
+    per_sample = ((prediction.float() - target.float()) ** 2).flatten(1).mean(1)
+    return (per_sample * min_snr_weights(model.scheduler, timesteps, gamma)).mean()
+
+
+class ImageObjective(nn.Module):
+    """Stage 1: one forward gives the loss, so DDP sees every trainable part in one module."""
+
+    def __init__(self, model: AnimateAnyone, settings: TrainSettings):
+        super().__init__()
+        self.model = model
+        self.gamma = settings.snr_gamma
+
+    def forward(self, reference, pose, target, noise, timesteps, with_reference):
+        latents = self.model.encode(target)
+        noisy = self.model.scheduler.add_noise(latents, noise, timesteps)
+        prediction = self.model.predict(noisy, timesteps, reference, pose, with_reference)
+        return v_loss(self.model, prediction, latents, noise, timesteps, self.gamma)
+
+
+class VideoObjective(nn.Module):
+    """Stage 2: clips (B, T, 3, H, W) through the motion UNet; only motion modules learn."""
+
+    def __init__(self, model: AnimateAnyone, settings: TrainSettings):
+        super().__init__()
+        self.model = model
+        self.gamma = settings.snr_gamma
+
+    def forward(self, reference, pose, target, noise, timesteps, with_reference):
+        batch, frames = target.shape[:2]
+        with torch.no_grad():  # frozen parts: ReferenceNet, image encoder, PoseGuider
+            conditions = self.model.reference_conditions(reference, with_reference)
+            pose_features = self.model.pose_features(pose.flatten(0, 1))
+            latents = self.model.encode(target.flatten(0, 1))
+        latents = latents.unflatten(0, (batch, frames)).transpose(1, 2)  # (B, C, T, h, w)
+        noisy = self.model.scheduler.add_noise(latents, noise, timesteps)
+        # The motion UNet shares its modules with the model; building it is cheap and keeping
+        # it out of this module keeps the state dict free of duplicate (shared) tensors.
+        prediction = self.model.denoise(noisy, timesteps, conditions, pose_features, self.model.video_unet())
+        return v_loss(self.model, prediction, latents, noise, timesteps, self.gamma)
+
+
+def trainable_parameters(model: AnimateAnyone, stage: Stage, settings: TrainSettings) -> list[nn.Parameter]:
+    """Set ``requires_grad`` for the stage and return the parameters the optimizer updates."""
+    model.requires_grad_(False)
+    if stage == 1:
+        parts = [model.reference_unet, model.denoising_unet, model.pose_guider]
+        if settings.train_image_encoder:
+            parts.append(model.image_encoder)
+    else:
+        if model.motion_adapter is None:
+            raise ValueError("stage 2 needs a model with a motion adapter")
+        parts = [model.motion_adapter]
+    for part in parts:
+        part.requires_grad_(True)
+    return [p for part in parts for p in part.parameters()]
+
+
+# ----------------------------------------------------------------------------- randomness
+def step_generator(seed: int, stage: Stage, step: int, process: int) -> torch.Generator:
+    """The generator behind every random draw of one step (resume-exact by construction)."""
+    state = np.random.SeedSequence([seed, stage, step, process]).generate_state(1)[0]
+    return torch.Generator("cpu").manual_seed(int(state))
+
+
+def draw_batch(dataset, batch_size: int, latent_shape: Sequence[int], settings: TrainSettings, generator):
+    """Indices, noise (with offset), timesteps and condition drops for one step."""
+    indices = torch.randint(len(dataset), (batch_size,), generator=generator).tolist()
+    items = [dataset[i] for i in indices]
+    batch = {key: torch.stack([item[key] for item in items]) for key in ("reference", "pose", "target")}
+    noise = torch.randn((batch_size, *latent_shape), generator=generator)
+    offset_shape = (batch_size, latent_shape[0]) + (1,) * (len(latent_shape) - 1)
+    noise = noise + settings.noise_offset * torch.randn(offset_shape, generator=generator)
+    batch["noise"] = noise
+    batch["timesteps"] = torch.randint(0, 1000, (batch_size,), generator=generator)
+    batch["with_reference"] = torch.rand(batch_size, generator=generator) >= settings.condition_dropout
+    return batch
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint (one with a trainer state) under ``directory``."""
+    done = sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).exists())
+    return done[-1] if done else None
+
+
+def save_checkpoint(accelerator: Accelerator, directory: Path, step: int, history: list[dict], keep: int = 2):
+    """accelerate state + trainer state in ``step_XXXXXXX``, renamed into place when complete."""
+    final = directory / f"step_{step:07d}"
+    partial = directory / f".{final.name}.partial"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json(partial / STATE_FILE, {"step": step, "history": history})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        for old in sorted(p for p in directory.glob("step_*") if (p / STATE_FILE).exists())[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+# ----------------------------------------------------------------------------- one stage
+def train_stage(
+    model: AnimateAnyone,
+    stage: Stage,
+    dataset,
+    settings: TrainSettings,
+    *,
+    seed: int,
+    checkpoint_dir: str | Path,
+    progress: bool = True,
+) -> list[dict]:
+    """Train one stage to its step budget, resuming from the newest checkpoint in ``checkpoint_dir``.
+
+    Returns the loss history of the whole stage (resumed steps included): dicts with
+    ``stage``, ``step``, ``loss``, ``seconds`` (wall time of that step).
+    """
+    steps = settings.stage1_steps if stage == 1 else settings.stage2_steps
+    batch_size = settings.batch_size if stage == 1 else settings.video_batch_size
+    lr = settings.learning_rate if stage == 1 else settings.stage2_learning_rate
+    checkpoint_dir = Path(checkpoint_dir)
+    if steps == 0:
+        return []
+    if len(dataset) == 0:
+        raise ValueError(f"stage {stage} got an empty dataset")
+
+    params = trainable_parameters(model, stage, settings)
+    objective = (ImageObjective if stage == 1 else VideoObjective)(model, settings)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=settings.weight_decay)
+    accelerator = Accelerator(
+        mixed_precision="fp16" if settings.mixed_precision == "fp16" else "no",
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    objective, optimizer = accelerator.prepare(objective, optimizer)
+    autocast = (
+        torch.autocast(accelerator.device.type, dtype=torch.bfloat16)
+        if settings.mixed_precision == "bf16"
+        else contextlib.nullcontext()
+    )
+
+    start, history = 0, []
+    resume_from = latest_checkpoint(checkpoint_dir)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        state = _read_state(resume_from)
+        start, history = state["step"], state["history"]
+    sample_shape = _latent_shape(model, dataset[0]["target"])
+
+    objective.train()
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"stage {stage}", disable=not progress)
+    for step in bar:
+        began = time.perf_counter()
+        generator = step_generator(seed, stage, step, accelerator.process_index)
+        batch = draw_batch(dataset, batch_size, sample_shape, settings, generator)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with autocast:
+            loss = objective(**batch)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = float(accelerator.reduce(loss.detach(), reduction="mean"))
+        history.append({"stage": stage, "step": step + 1, "loss": loss_value, "seconds": time.perf_counter() - began})
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        if (step + 1) % settings.checkpoint_every == 0 or step + 1 == steps:
+            save_checkpoint(accelerator, checkpoint_dir, step + 1, history)
+    bar.close()
+    model.requires_grad_(False)
+    return history
+
+
+def _read_state(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / STATE_FILE).read_text())
+
+
+def _latent_shape(model: AnimateAnyone, target: torch.Tensor) -> tuple[int, ...]:
+    """Shape of one sample's noise: (C, h, w) for frames (3, H, W), (C, T, h, w) for clips (T, 3, H, W)."""
+    channels = model.denoising_unet.config.in_channels
+    height, width = (side // model.downscale for side in target.shape[-2:])
+    if target.ndim == 4:
+        return (channels, target.shape[0], height, width)
+    return (channels, height, width)
+
+
+# ----------------------------------------------------------------------------- cached base model
+def training_key(profile_cfg: ProfileConfig) -> str:
+    """Cache key: everything that changes the trained weights (data, model, training, seed)."""
+    relevant = {k: profile_cfg.model_dump(mode="json")[k] for k in ("profile", "seed", "data", "model", "train")}
+    return f"{profile_cfg.profile}-{sha256_json(relevant)[:16]}"
+
+
+def train_base_model(
+    profile_cfg: ProfileConfig, image_dataset, video_dataset, checkpoint_dir: str | Path, progress: bool = True
+) -> tuple[AnimateAnyone, pd.DataFrame]:
+    """Build the profile's model and run both stages (resumable through ``checkpoint_dir``)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    model = build_model(profile_cfg.model, seed=profile_cfg.seed)
+    history = train_stage(
+        model, 1, image_dataset, profile_cfg.train,
+        seed=profile_cfg.seed, checkpoint_dir=checkpoint_dir / "stage1", progress=progress,
+    )
+    history += train_stage(
+        model, 2, video_dataset, profile_cfg.train,
+        seed=profile_cfg.seed, checkpoint_dir=checkpoint_dir / "stage2", progress=progress,
+    )
+    return model.eval(), pd.DataFrame(history, columns=["stage", "step", "loss", "seconds"])
+
+
+def load_or_train_base_model(
+    profile_cfg: ProfileConfig, cache_root: str | Path = Path("cache/models"), progress: bool = True
+) -> tuple[AnimateAnyone, pd.DataFrame]:
+    """The profile's trained generator and its loss history, trained once and cached by config.
+
+    The cache folder ``<cache_root>/<profile>-<digest>`` holds ``model/`` (save_pretrained),
+    ``loss_history.csv``/``.json`` and ``training.json``; an interrupted training resumes from
+    ``<cache_root>/<profile>-<digest>.checkpoints``.
+    """
+    if profile_cfg.profile == "paper":
+        raise ValueError("the paper profile uses Moore's released weights (poseguard_lib.models.checkpoints), not training")
+    from poseguard_lib.data.synthetic import ImagePairDataset, VideoClipDataset, build_split
+
+    cache_root = Path(cache_root)
+    key = training_key(profile_cfg)
+    final = cache_root / key
+    if (final / "model" / SETTINGS_FILE).exists():
+        return AnimateAnyone.from_pretrained(final / "model").eval(), pd.read_csv(final / "loss_history.csv")
+
+    split = build_split(profile_cfg.data, profile_cfg.seed)
+    image_dataset = ImagePairDataset(split.train)
+    video_dataset = VideoClipDataset(split.train, clip_length=profile_cfg.train.video_frames)
+    checkpoints = cache_root / f"{key}.checkpoints"
+    began = time.perf_counter()
+    model, history = train_base_model(profile_cfg, image_dataset, video_dataset, checkpoints, progress)
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp / "model")
+        write_csv(tmp / "loss_history.csv", history)
+        write_json(tmp / "loss_history.json", history.to_dict(orient="records"))
+        write_json(
+            tmp / "training.json",
+            {"key": key, "config": profile_cfg.model_dump(mode="json"), "seconds": time.perf_counter() - began,
+             "torch_threads": torch.get_num_threads()},
+        )
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return model, history

@@ -1,0 +1,114 @@
+"""Render a :class:`Pose` as the condition image Moore-AnimateAnyone is trained on.
+
+Bodies, hands and faces follow the DWPose drawing that Moore-AnimateAnyone feeds its pose
+guider (see ``shared/notes/pose_format.md``), pixel for pixel: limbs are filled ellipse
+polygons dimmed to 60 % by ``uint8 * 0.6`` truncation, joints are circles, hand edges are
+thin HSV-coloured lines. Pixel positions are truncated towards zero (Python ``int``) as
+the published drawing does, so a pose drawn here matches a pose drawn there. Any other
+skeleton (style ``"graph"``) is drawn as coloured edges and points.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from poseguard_lib.pose.skeleton import Keypoints, Pose, PoseError
+
+STICK_WIDTH = 4  # half-width of a body limb ellipse, pixels
+LIMB_BRIGHTNESS = 0.6  # the canvas is multiplied by this after the limbs are drawn
+BODY_POINT_RADIUS = 4
+HAND_LINE_THICKNESS = 2
+HAND_POINT_RADIUS = 4
+FACE_POINT_RADIUS = 3
+GRAPH_LINE_THICKNESS = 2
+GRAPH_POINT_RADIUS = 3
+# Hand and face pixels with x or y at or below this are treated as undetected (DWPose's eps).
+EDGE_EPS = 0.01
+
+
+def draw(pose: Pose, height: int, width: int) -> np.ndarray:
+    """Draw ``pose`` on a black ``height`` x ``width`` canvas; returns RGB uint8 (H, W, 3)."""
+    if height <= 0 or width <= 0:
+        raise PoseError(f"canvas size must be positive, got height={height}, width={width}")
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    for part in pose.parts:  # body first: its dimming must not touch hands or face
+        canvas = _DRAWERS[part.skeleton.style](canvas, part)
+    return canvas
+
+
+def _pixel(value: float, size: int) -> int:
+    return int(value * size)
+
+
+def _draw_body(canvas: np.ndarray, part: Keypoints) -> np.ndarray:
+    height, width = canvas.shape[:2]
+    xs = part.xy[:, 0] * float(width)
+    ys = part.xy[:, 1] * float(height)
+    visible = part.visible
+    for (a, b), color in zip(part.skeleton.edges, part.skeleton.edge_colors):
+        if not (visible[a] and visible[b]):
+            continue
+        dx, dy = xs[a] - xs[b], ys[a] - ys[b]
+        length = (dx**2 + dy**2) ** 0.5
+        polygon = cv2.ellipse2Poly(
+            (int((xs[a] + xs[b]) / 2), int((ys[a] + ys[b]) / 2)),
+            (int(length / 2), STICK_WIDTH),
+            int(math.degrees(math.atan2(dy, dx))),
+            0,
+            360,
+            1,
+        )
+        cv2.fillConvexPoly(canvas, polygon, color)
+    canvas = (canvas * LIMB_BRIGHTNESS).astype(np.uint8)
+    for i, color in enumerate(part.skeleton.keypoint_colors):
+        if visible[i]:
+            center = (_pixel(part.xy[i, 0], width), _pixel(part.xy[i, 1], height))
+            cv2.circle(canvas, center, BODY_POINT_RADIUS, color, thickness=-1)
+    return canvas
+
+
+def _detected_pixels(canvas: np.ndarray, part: Keypoints) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Pixel positions and which of them DWPose would draw (scored and inside the eps margin)."""
+    height, width = canvas.shape[:2]
+    pixels = [(_pixel(x, width), _pixel(y, height)) for x, y in part.xy]
+    drawn = np.array([v and x > EDGE_EPS and y > EDGE_EPS for (x, y), v in zip(pixels, part.visible)], dtype=bool)
+    return pixels, drawn
+
+
+def _draw_hand(canvas: np.ndarray, part: Keypoints) -> np.ndarray:
+    pixels, drawn = _detected_pixels(canvas, part)
+    for (a, b), color in zip(part.skeleton.edges, part.skeleton.edge_colors):
+        if drawn[a] and drawn[b]:
+            cv2.line(canvas, pixels[a], pixels[b], color, thickness=HAND_LINE_THICKNESS)
+    for pixel, ok, color in zip(pixels, drawn, part.skeleton.keypoint_colors):
+        if ok:
+            cv2.circle(canvas, pixel, HAND_POINT_RADIUS, color, thickness=-1)
+    return canvas
+
+
+def _draw_face(canvas: np.ndarray, part: Keypoints) -> np.ndarray:
+    pixels, drawn = _detected_pixels(canvas, part)
+    for pixel, ok, color in zip(pixels, drawn, part.skeleton.keypoint_colors):
+        if ok:
+            cv2.circle(canvas, pixel, FACE_POINT_RADIUS, color, thickness=-1)
+    return canvas
+
+
+def _draw_graph(canvas: np.ndarray, part: Keypoints) -> np.ndarray:
+    """Generic skeleton: every edge between two scored points, then the points."""
+    height, width = canvas.shape[:2]
+    pixels = [(_pixel(x, width), _pixel(y, height)) for x, y in part.xy]
+    visible = part.visible
+    for (a, b), color in zip(part.skeleton.edges, part.skeleton.edge_colors):
+        if visible[a] and visible[b]:
+            cv2.line(canvas, pixels[a], pixels[b], color, thickness=GRAPH_LINE_THICKNESS)
+    for pixel, ok, color in zip(pixels, visible, part.skeleton.keypoint_colors):
+        if ok:
+            cv2.circle(canvas, pixel, GRAPH_POINT_RADIUS, color, thickness=-1)
+    return canvas
+
+
+_DRAWERS = {"body": _draw_body, "hand": _draw_hand, "face": _draw_face, "graph": _draw_graph}

@@ -1,0 +1,67 @@
+"""Reporting helpers for the notebooks: the paper's tables, side-by-side tables, frame grids.
+
+Every table a notebook shows goes through :func:`beside_paper` or carries a ``profile``
+column, so that no number in the book appears without the profile that produced it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+PAPER_TABLES_IN_REPO = Path(__file__).resolve().parent.parent / "data_manifest" / "paper_tables"
+
+METRIC_COLUMNS = ("fid_vid", "fvd", "fid", "ssim", "psnr", "lpips", "ssim_star", "psnr_star", "lpips_star")
+
+
+def paper_table(name: str) -> pd.DataFrame:
+    """One of the paper's tables (e.g. ``"table1_effectiveness"``), as transcribed in the repository."""
+    path = PAPER_TABLES_IN_REPO / f"{name}.csv"
+    if not path.exists():
+        known = sorted(p.stem for p in PAPER_TABLES_IN_REPO.glob("*.csv"))
+        raise FileNotFoundError(f"no paper table {name!r}; known tables: {', '.join(known)}")
+    return pd.read_csv(path)
+
+
+def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, key: str, profile: str) -> pd.DataFrame:
+    """Stack our rows and the paper's rows for the same ``key`` values, labelled by source."""
+    ours = ours.assign(source=f"this study ({profile} profile)")
+    theirs = paper[paper[key].isin(ours[key])].assign(source="paper (Moore-AnimateAnyone, UBC-Fashion)")
+    columns = [key, "source", *[c for c in ours.columns if c in theirs.columns and c not in (key, "source")]]
+    extra = [c for c in ours.columns if c not in columns]
+    table = pd.concat([ours[columns + extra], theirs.reindex(columns=columns + extra)], ignore_index=True)
+    order = {value: i for i, value in enumerate(ours[key])}
+    return table.sort_values([key, "source"], key=lambda s: s.map(order) if s.name == key else s, kind="stable").reset_index(drop=True)
+
+
+def frame_grid(rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str] = (), col_labels: Sequence[str] = (),
+               scale: float = 1.2):
+    """A matplotlib figure of uint8 (H, W, 3) frames laid out in rows, with labels."""
+    import matplotlib.pyplot as plt
+
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * n_cols, scale * n_rows), squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(n_cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(row):
+                ax.imshow(row[j], interpolation="nearest")
+            if j == 0 and i < len(row_labels):
+                ax.set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
+            if i == 0 and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def to_uint8(images) -> np.ndarray:
+    """(N, 3, H, W) float tensor/array in [0, 1] → (N, H, W, 3) uint8."""
+    array = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    return (np.clip(array, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
