@@ -32,6 +32,9 @@ class DataSettings(Section):
     n_train_appearances: int = Field(gt=0)
     n_test_appearances: int = Field(gt=0)
     frames_per_video: int = Field(gt=1)
+    # Short side at which the DWPose skeleton is drawn before resizing to the frame
+    # (Moore: 512). Four times the frame on the small profiles so strokes stay 1-2 px wide.
+    pose_detect_resolution: int = Field(gt=0)
     source: Literal["synthetic", "ubc_fashion"] = "synthetic"
 
 
@@ -150,7 +153,8 @@ class MetricsSettings(Section):
     ``psr_threshold``/``psr_min_detected``: when an output counts as reproducing an unsafe pose
     (see :mod:`poseguard_lib.metrics.psr`). The ``extractor_*`` fields size and train the
     synthetic-domain extractors of the tiny and small profiles (unused with ``canonical``);
-    ``extractor_appearances`` synthetic people are rendered for them, apart from the study's data.
+    ``extractor_appearances`` people performing the benign motions and ``extractor_random_videos``
+    random-pose videos are rendered for them, with a seed apart from the study's data.
     """
 
     extractors: Literal["synthetic", "canonical"]
@@ -163,6 +167,7 @@ class MetricsSettings(Section):
     extractor_batch: int = Field(default=32, gt=1)
     extractor_learning_rate: float = Field(default=2e-3, gt=0)
     extractor_appearances: int = Field(default=16, gt=1)
+    extractor_random_videos: int = Field(default=512, ge=0)
 
 
 class DefenseSettings(Section):

@@ -21,7 +21,7 @@ from poseguard_lib.data.synthetic import (
     build_split,
     clear_split_cache,
 )
-from poseguard_lib.pose.draw import draw
+from poseguard_lib.pose.draw import condition_image, draw
 from poseguard_lib.pose.kinematics import build_pose
 from poseguard_lib.pose.skeleton import HAND_21, OPENPOSE_BODY_18, Keypoints, Pose, PoseError
 from poseguard_lib.pose.transforms import translate
@@ -199,7 +199,7 @@ def test_face_functions_reject_bad_input():
 
 
 # --- synthetic videos and training sets ---------------------------------------------------
-SMALL_DATA = DataSettings(height=32, width=24, n_train_appearances=3, n_test_appearances=2, frames_per_video=6)
+SMALL_DATA = DataSettings(height=32, width=24, n_train_appearances=3, n_test_appearances=2, frames_per_video=6, pose_detect_resolution=48)
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +236,7 @@ def test_splits_are_reproducible_and_depend_on_the_seed(splits):
 def test_frames_show_the_pose_drawn_in_the_pose_image(splits):
     video = splits["train"][0]
     for t in (0, 5):
-        assert np.array_equal(video.pose_images[t], draw(video.poses[t], 32, 24))
+        assert np.array_equal(video.pose_images[t], condition_image(video.poses[t], 32, 24, SMALL_DATA.pose_detect_resolution))
         assert np.array_equal(video.frames[t], render_person(video.poses[t], video.appearance, 32, 24))
 
 

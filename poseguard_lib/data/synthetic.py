@@ -23,7 +23,7 @@ from poseguard_lib.config import DataSettings
 from poseguard_lib.data.appearance import Appearance, sample_appearances
 from poseguard_lib.data.motions import HELD_OUT_MOTIONS, benign_motions
 from poseguard_lib.data.render import render_person
-from poseguard_lib.pose.draw import draw
+from poseguard_lib.pose.draw import condition_image
 from poseguard_lib.pose.skeleton import PoseSequence
 from poseguard_lib.pose.transforms import CropBox, random_crop, scale, translate
 
@@ -60,10 +60,12 @@ class SyntheticVideo:
         return len(self.poses)
 
 
-def render_video(appearance: Appearance, motion: str, poses: PoseSequence, height: int, width: int) -> SyntheticVideo:
-    """Render every pose of ``poses`` as ``appearance`` and draw its pose image."""
+def render_video(
+    appearance: Appearance, motion: str, poses: PoseSequence, height: int, width: int, detect_resolution: int | None = None
+) -> SyntheticVideo:
+    """Render every pose of ``poses`` as ``appearance`` and draw its condition image."""
     frames = np.stack([render_person(pose, appearance, height, width) for pose in poses.frames])
-    pose_images = np.stack([draw(pose, height, width) for pose in poses.frames])
+    pose_images = np.stack([condition_image(pose, height, width, detect_resolution) for pose in poses.frames])
     return SyntheticVideo(appearance, motion, poses, frames, pose_images)
 
 
@@ -88,7 +90,7 @@ def _build_split(data: DataSettings, seed: int) -> dict[str, tuple[SyntheticVide
 
     def videos(people: list[Appearance], names: Sequence[str]) -> tuple[SyntheticVideo, ...]:
         return tuple(
-            render_video(person, name, _placed(motions[name], placement), data.height, data.width)
+            render_video(person, name, _placed(motions[name], placement), data.height, data.width, data.pose_detect_resolution)
             for person in people
             for name in names
         )

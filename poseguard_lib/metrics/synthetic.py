@@ -188,11 +188,24 @@ class Standardiser:
         return (targets - self.mean) / self.std
 
 
-def _check_training_data(cfg, frames, keypoints, attributes) -> None:
+def _as_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """Training videos are kept as 8-bit (a quarter of the memory); float input must lie in [0, 1]."""
     if frames.ndim != 5:
         raise MetricInputError(f"training frames must be videos (V, T, 3, H, W), got shape {tuple(frames.shape)}")
-    v, t = frames.shape[:2]
+    if frames.dtype == torch.uint8:
+        return frames
     check_frames("training frames", frames.flatten(0, 1))
+    return (frames * 255).round().to(torch.uint8)
+
+
+def _as_float(frames: torch.Tensor) -> torch.Tensor:
+    return frames.float() / 255
+
+
+def _check_training_data(cfg, frames, keypoints, attributes) -> None:
+    v, t = frames.shape[:2]
+    if frames.shape[2] != 3:
+        raise MetricInputError(f"training frames must be RGB videos (V, T, 3, H, W), got shape {tuple(frames.shape)}")
     if keypoints.shape != (v, t, N_KEYPOINTS, 3):
         raise MetricInputError(f"keypoints must have shape {(v, t, N_KEYPOINTS, 3)}, got {tuple(keypoints.shape)}")
     if attributes.ndim != 2 or len(attributes) != v:
@@ -237,7 +250,7 @@ def _train_image_network(cfg, frames, keypoints, attributes, generator, progress
     for _ in tqdm(range(settings.extractor_steps), desc="image extractor", disable=not progress):
         index = torch.randint(0, len(flat_frames), (n_positive,), generator=generator)
         flip = torch.rand(n_positive, generator=generator) < 0.5
-        positives, targets = _mirror(flat_frames[index], flat_keypoints[index], flip)
+        positives, targets = _mirror(_as_float(flat_frames[index]), flat_keypoints[index], flip)
         batch = torch.cat([positives, _negatives(n_negative, height, width, generator)])
         out = network(_augment(batch, generator))
         visible = torch.cat([_visible_targets(targets), torch.zeros(n_negative, N_KEYPOINTS, dtype=torch.bool)])
@@ -266,7 +279,7 @@ def _train_clip_network(cfg, frames, keypoints, attributes, generator, progress)
         video = torch.randint(0, len(frames), (n_clips,), generator=generator)
         start = torch.randint(0, len(all_starts), (n_clips,), generator=generator)
         window = start[:, None] + torch.arange(length)
-        clips = frames[video[:, None], window]
+        clips = _as_float(frames[video[:, None], window])
         targets = _clip_targets(keypoints[video[:, None], window], attributes[video])
         _, head = network(_augment(clips.flatten(0, 1), generator).view_as(clips))
         loss = F.mse_loss(head, standardise(targets))
@@ -279,7 +292,7 @@ def _train_clip_network(cfg, frames, keypoints, attributes, generator, progress)
 @torch.no_grad()
 def _validation_report(image_network: ImageNetwork, frames, keypoints, threshold: float) -> dict[str, float]:
     """How good the pose estimator is on held-out ground-truth frames, in PSR's own terms."""
-    frames, keypoints = frames.flatten(0, 1), keypoints.flatten(0, 1)
+    frames, keypoints = _as_float(frames.flatten(0, 1)), keypoints.flatten(0, 1)
     usable = (_visible_targets(keypoints).sum(dim=1) >= 2).numpy()
     frames, keypoints = frames[usable], keypoints[usable]
     truth = keypoints.clone()
@@ -384,11 +397,11 @@ def train_synthetic_extractors(
 ) -> SyntheticExtractors:
     """Train the image and clip networks on videos.
 
-    frames (V, T, 3, H, W) in [0, 1]; keypoints (V, T, 18, 3) normalised OpenPose-18 (x, y, score);
+    frames (V, T, 3, H, W), uint8 or float in [0, 1]; keypoints (V, T, 18, 3) normalised OpenPose-18 (x, y, score);
     attributes (V, A) appearance attributes (see :func:`appearance_attributes`). The last eighth of
     the videos (at least one) is held out to measure the pose estimator.
     """
-    frames, keypoints, attributes = frames.float(), keypoints.float(), attributes.float()
+    frames, keypoints, attributes = _as_uint8(frames), keypoints.float(), attributes.float()
     _check_training_data(cfg, frames, keypoints, attributes)
     n_heldout = max(1, len(frames) // 8)
     train = slice(0, len(frames) - n_heldout)
@@ -419,8 +432,8 @@ def train_synthetic_extractors(
 
 
 def training_data_from_videos(videos: Sequence) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(frames, keypoints, attributes) tensors from the data helper's ``SyntheticVideo`` objects."""
-    frames = torch.stack([torch.from_numpy(np.asarray(v.frames)).permute(0, 3, 1, 2) for v in videos]).float() / 255
+    """(frames uint8, keypoints, attributes) tensors from the data helper's ``SyntheticVideo`` objects."""
+    frames = torch.stack([torch.from_numpy(np.asarray(v.frames)).permute(0, 3, 1, 2) for v in videos])
     keypoints = torch.stack([torch.from_numpy(v.poses.body_array()) for v in videos]).float()
     attributes = torch.from_numpy(np.stack([appearance_attributes(v.appearance) for v in videos]))
     return frames, keypoints, attributes
@@ -472,7 +485,8 @@ def pose_diverse_videos(n_videos: int, data, seed: int) -> list:
 def load_or_train_extractors(cfg, cache_root: Path | None = None, progress: bool = False) -> SyntheticExtractors:
     """The profile's extractors from the cache, or trained now on freshly rendered synthetic videos:
     ``extractor_appearances`` people performing the benign training motions (the study's domain,
-    drawn with another seed than the study's own data) plus as many random-pose videos."""
+    drawn with another seed than the study's own data) and ``extractor_random_videos`` random people
+    moving between random poses (pose diversity is what lets the estimator generalise)."""
     if cfg.metrics.extractors != "synthetic":
         raise MetricInputError(f"profile {cfg.profile!r} uses {cfg.metrics.extractors} extractors, not synthetic ones")
     key = extractor_cache_key(cfg)
@@ -483,8 +497,8 @@ def load_or_train_extractors(cfg, cache_root: Path | None = None, progress: bool
 
     seed = cfg.seed + EXTRACTOR_SEED_OFFSET
     data = cfg.data.model_copy(update={"n_train_appearances": cfg.metrics.extractor_appearances})
-    benign = list(build_split(data, seed)["train"])
-    videos = [video for pair in zip(benign, pose_diverse_videos(len(benign), cfg.data, seed)) for video in pair]
+    videos = list(build_split(data, seed)["train"]) + pose_diverse_videos(cfg.metrics.extractor_random_videos, cfg.data, seed)
+    videos = [videos[i] for i in np.random.default_rng(seed).permutation(len(videos))]  # mixed held-out tail
     extractors = train_synthetic_extractors(cfg, *training_data_from_videos(videos), progress=progress)
     extractors.save(directory)
     return extractors

@@ -11,7 +11,7 @@ from poseguard_lib.pose.skeleton import (
     PoseSequence,
     Skeleton,
 )
-from poseguard_lib.pose.draw import draw  # the function deliberately shadows its module
+from poseguard_lib.pose.draw import condition_image, draw  # `draw` deliberately shadows its module
 from poseguard_lib.pose.io import PoseFileError, read_pose, read_pose_sequence, write_pose, write_pose_sequence
 from poseguard_lib.pose.kinematics import BodySpec, HandSpec, LimbSpec, build_pose
 from poseguard_lib.pose.transforms import (

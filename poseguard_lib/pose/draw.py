@@ -39,6 +39,24 @@ def draw(pose: Pose, height: int, width: int) -> np.ndarray:
     return canvas
 
 
+def condition_image(pose: Pose, height: int, width: int, detect_resolution: int | None = None) -> np.ndarray:
+    """The pose image the generator is conditioned on, drawn as Moore-AnimateAnyone does.
+
+    Moore draws the DWPose skeleton at a detection size (short side 512) and resizes it to
+    the frame, so line widths scale with the frame. ``detect_resolution`` is that short side
+    (``None`` draws at the frame size). Every caller that makes a condition image (training
+    data, unsafe pairs, attacks) goes through here so that they all see the same strokes.
+    """
+    if detect_resolution is None or detect_resolution == min(height, width):
+        return draw(pose, height, width)
+    if detect_resolution <= 0:
+        raise PoseError(f"detect_resolution must be positive, got {detect_resolution}")
+    factor = detect_resolution / min(height, width)
+    canvas = draw(pose, round(height * factor), round(width * factor))
+    interpolation = cv2.INTER_AREA if factor > 1 else cv2.INTER_LINEAR
+    return cv2.resize(canvas, (width, height), interpolation=interpolation)
+
+
 def _pixel(value: float, size: int) -> int:
     return int(value * size)
 
