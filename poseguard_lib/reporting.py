@@ -65,3 +65,29 @@ def to_uint8(images) -> np.ndarray:
     """(N, 3, H, W) float tensor/array in [0, 1] → (N, H, W, 3) uint8."""
     array = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
     return (np.clip(array, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+PROFILE_NOTES = {
+    "tiny": "toy sizes that exercise every code path; its numbers are smoke tests, not findings",
+    "small": "the study's small-scale replication: a model trained here on synthetic people",
+    "paper": "SD1.5-sized Moore-AnimateAnyone with its released weights and UBC-Fashion",
+}
+
+
+def profile_banner(profile: str, seed: int, extractor_note: bool = False):
+    """A Markdown note that opens every page: which profile produced the numbers below."""
+    from IPython.display import Markdown
+
+    text = f"**Profile: `{profile}`** (seed {seed}): {PROFILE_NOTES[profile]}."
+    if extractor_note and profile != "paper":
+        text += (" FID, FID-VID, FVD and LPIPS here use feature extractors trained by the study on its synthetic "
+                 "data (*synthetic-domain extractor*), not InceptionV3/I3D; compare them across rows, not with the paper.")
+    return Markdown(text)
+
+
+def save_figure(fig, path) -> None:
+    """Write a matplotlib figure to ``path`` atomically (PNG), keeping it open for display."""
+    from poseguard_lib.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")

@@ -131,8 +131,8 @@ def execute(notebook: Path, profile: str, seed: int = 0, extra_parameters: dict 
                 f"{err.exec_count}): {err.ename}: {err.evalue}"
             ) from None
         executed = nbformat.read(tmp, as_version=4)
-        executed.metadata.papermill["input_path"] = str(notebook.relative_to(ROOT))
-        executed.metadata.papermill["output_path"] = str(output.relative_to(ROOT))
+        executed.metadata.papermill["input_path"] = os.path.relpath(notebook, ROOT)
+        executed.metadata.papermill["output_path"] = os.path.relpath(output, ROOT)
         for cell in executed.cells:
             tags = cell.metadata.get("tags", [])
             if "injected-parameters" in tags and "remove-cell" not in tags:

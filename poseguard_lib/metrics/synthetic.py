@@ -91,7 +91,7 @@ class ImageNetwork(nn.Module):
         self.attributes = nn.Linear(self.widths[-1], n_attributes)
 
     def perceptual_features(self, frames: torch.Tensor) -> list[torch.Tensor]:
-        features, x = [], frames * 2 - 1
+        features, x = [], frames.to(self.heatmap_fine.weight.device) * 2 - 1
         for stage in self.stages:
             x = stage(x)
             features.append(x)
@@ -237,56 +237,63 @@ def _mirror(frames: torch.Tensor, keypoints: torch.Tensor, flip: torch.Tensor) -
     return torch.where(flip.view(-1, 1, 1, 1), frames.flip(-1), frames), torch.where(keep, mirrored, keypoints)
 
 
-def _train_image_network(cfg, frames, keypoints, attributes, generator, progress) -> tuple[ImageNetwork, Standardiser]:
+def _fit(network: nn.Module, steps: int, lr: float, batch_loss, progress: bool, desc: str) -> nn.Module:
+    """AdamW for ``steps`` steps; ``batch_loss()`` draws a fresh batch and returns its loss."""
+    optimiser = torch.optim.AdamW(network.parameters(), lr=lr)
+    for _ in tqdm(range(steps), desc=desc, disable=not progress):
+        loss = batch_loss()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return network.eval()
+
+
+def _train_image_network(cfg, frames, keypoints, attributes, generator, device, progress) -> ImageNetwork:
     settings = cfg.metrics
     flat_frames, flat_keypoints = frames.flatten(0, 1), keypoints.flatten(0, 1)
     flat_attributes = attributes.repeat_interleave(frames.shape[1], dim=0)
     standardise = Standardiser.fit(attributes)
-    network = ImageNetwork(settings.extractor_width, attributes.shape[1])
-    optimiser = torch.optim.AdamW(network.parameters(), lr=settings.extractor_learning_rate)
+    network = ImageNetwork(settings.extractor_width, attributes.shape[1]).to(device)
     n_negative = max(1, round(settings.extractor_batch * NEGATIVE_FRACTION))
     n_positive = settings.extractor_batch - n_negative
     height, width = frames.shape[-2:]
-    for _ in tqdm(range(settings.extractor_steps), desc="image extractor", disable=not progress):
+
+    def batch_loss() -> torch.Tensor:
         index = torch.randint(0, len(flat_frames), (n_positive,), generator=generator)
         flip = torch.rand(n_positive, generator=generator) < 0.5
         positives, targets = _mirror(_as_float(flat_frames[index]), flat_keypoints[index], flip)
-        batch = torch.cat([positives, _negatives(n_negative, height, width, generator)])
-        out = network(_augment(batch, generator))
+        batch = _augment(torch.cat([positives, _negatives(n_negative, height, width, generator)]), generator)
         visible = torch.cat([_visible_targets(targets), torch.zeros(n_negative, N_KEYPOINTS, dtype=torch.bool)])
+        out = network(batch.to(device))
+        visible, targets = visible.to(device), targets.to(device)
         xy_error = (out["keypoint_xy"][:n_positive] - targets[..., :2]).abs().sum(dim=-1)
         keypoint_loss = (xy_error * visible[:n_positive]).sum() / visible[:n_positive].sum().clamp(min=1)
         visibility_loss = F.binary_cross_entropy_with_logits(out["visibility_logits"], visible.float())
-        attribute_loss = F.mse_loss(out["attributes"][:n_positive], standardise(flat_attributes[index]))
-        loss = 10 * keypoint_loss + visibility_loss + 0.1 * attribute_loss
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    return network.eval(), standardise
+        attribute_loss = F.mse_loss(out["attributes"][:n_positive], standardise(flat_attributes[index]).to(device))
+        return 10 * keypoint_loss + visibility_loss + 0.1 * attribute_loss
+
+    return _fit(network, settings.extractor_steps, settings.extractor_learning_rate, batch_loss, progress, "image extractor")
 
 
-def _train_clip_network(cfg, frames, keypoints, attributes, generator, progress) -> tuple[ClipNetwork, Standardiser]:
+def _train_clip_network(cfg, frames, keypoints, attributes, generator, device, progress) -> ClipNetwork:
     settings = cfg.metrics
     length = settings.clip_length
     n_clips = max(2, settings.extractor_batch // length)
-    all_starts = torch.arange(frames.shape[1] - length + 1)
+    n_starts = frames.shape[1] - length + 1
     standardise = Standardiser.fit(
-        torch.cat([_clip_targets(keypoints[:, s : s + length], attributes) for s in all_starts.tolist()])
+        torch.cat([_clip_targets(keypoints[:, s : s + length], attributes) for s in range(n_starts)])
     )
-    network = ClipNetwork(settings.extractor_width, standardise.mean.shape[0])
-    optimiser = torch.optim.AdamW(network.parameters(), lr=settings.extractor_learning_rate)
-    for _ in tqdm(range(settings.extractor_steps), desc="clip extractor", disable=not progress):
+    network = ClipNetwork(settings.extractor_width, standardise.mean.shape[0]).to(device)
+
+    def batch_loss() -> torch.Tensor:
         video = torch.randint(0, len(frames), (n_clips,), generator=generator)
-        start = torch.randint(0, len(all_starts), (n_clips,), generator=generator)
-        window = start[:, None] + torch.arange(length)
-        clips = _as_float(frames[video[:, None], window])
-        targets = _clip_targets(keypoints[video[:, None], window], attributes[video])
-        _, head = network(_augment(clips.flatten(0, 1), generator).view_as(clips))
-        loss = F.mse_loss(head, standardise(targets))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    return network.eval(), standardise
+        window = torch.randint(0, n_starts, (n_clips, 1), generator=generator) + torch.arange(length)
+        clips = _augment(_as_float(frames[video[:, None], window]).flatten(0, 1), generator)
+        targets = standardise(_clip_targets(keypoints[video[:, None], window], attributes[video]))
+        _, head = network(clips.view(n_clips, length, *clips.shape[1:]).to(device))
+        return F.mse_loss(head, targets.to(device))
+
+    return _fit(network, settings.extractor_steps, settings.extractor_learning_rate, batch_loss, progress, "clip extractor")
 
 
 @torch.no_grad()
@@ -297,10 +304,11 @@ def _validation_report(image_network: ImageNetwork, frames, keypoints, threshold
     frames, keypoints = frames[usable], keypoints[usable]
     truth = keypoints.clone()
     truth[..., 2] = _visible_targets(keypoints).float()
-    estimated = image_network.estimate_poses(frames)
+    device = next(image_network.parameters()).device
+    estimated = image_network.estimate_poses(frames.to(device)).cpu()
     on_truth = pose_suppression(estimated, truth, tuple(frames.shape[-2:]), threshold, DEFAULT_MIN_DETECTED)
     on_black = pose_suppression(
-        image_network.estimate_poses(torch.zeros_like(frames)), truth, tuple(frames.shape[-2:]), threshold
+        image_network.estimate_poses(torch.zeros_like(frames).to(device)).cpu(), truth, tuple(frames.shape[-2:]), threshold
     )
     return {
         "heldout_frames": int(len(frames)),
@@ -323,21 +331,30 @@ class SyntheticExtractors:
     def label(self) -> str:
         return f"synthetic-domain extractor v{EXTRACTOR_VERSION}, {self.record['profile']}, key {self.record['key'][:12]}"
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.image_network.parameters()).device
+
+    def to(self, device: str | torch.device) -> "SyntheticExtractors":
+        self.image_network.to(device)
+        self.clip_network.to(device)
+        return self
+
     @torch.no_grad()
     def image_features(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.image_network(frames)["embedding"]
+        return self.image_network(frames.to(self.device))["embedding"].cpu()
 
     @torch.no_grad()
     def clip_embedding(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.clip_network(clips)[0]
+        return self.clip_network(clips.to(self.device))[0].cpu()
 
     @torch.no_grad()
     def clip_logits(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.clip_network(clips)[1]
+        return self.clip_network(clips.to(self.device))[1].cpu()
 
     @torch.no_grad()
     def estimate_poses(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.image_network.estimate_poses(frames)
+        return self.image_network.estimate_poses(frames.to(self.device)).cpu()
 
     def as_metric_extractors(self) -> MetricExtractors:
         label = self.label
@@ -360,8 +377,8 @@ class SyntheticExtractors:
     def save(self, directory: Path) -> None:
         """Write safetensors weights + a JSON record into ``directory`` (replaced atomically)."""
         with atomic_dir(directory) as tmp:
-            save_file(self.image_network.state_dict(), tmp / "image_network.safetensors")
-            save_file(self.clip_network.state_dict(), tmp / "clip_network.safetensors")
+            for name, network in (("image_network", self.image_network), ("clip_network", self.clip_network)):
+                save_file({k: v.cpu().contiguous() for k, v in network.state_dict().items()}, tmp / f"{name}.safetensors")
             (tmp / "extractor.json").write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
 
     @classmethod
@@ -393,6 +410,7 @@ def train_synthetic_extractors(
     frames: torch.Tensor,
     keypoints: torch.Tensor,
     attributes: torch.Tensor,
+    device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> SyntheticExtractors:
     """Train the image and clip networks on videos.
@@ -410,16 +428,16 @@ def train_synthetic_extractors(
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
-        args = (cfg, frames[train], keypoints[train], attributes[train], generator, progress)
-        image_network, attribute_scale = _train_image_network(*args)
-        clip_network, clip_scale = _train_clip_network(*args)
+        args = (cfg, frames[train], keypoints[train], attributes[train], generator, torch.device(device), progress)
+        image_network = _train_image_network(*args)
+        clip_network = _train_clip_network(*args)
     record = {
         "version": EXTRACTOR_VERSION,
         "key": extractor_cache_key(cfg),
         "profile": cfg.profile,
         "width": cfg.metrics.extractor_width,
         "n_attributes": int(attributes.shape[1]),
-        "n_clip_outputs": int(clip_scale.mean.shape[0]),
+        "n_clip_outputs": clip_network.head.out_features,
         "clip_length": cfg.metrics.clip_length,
         "image_size": list(frames.shape[-2:]),
         "training_videos": len(frames) - n_heldout,
@@ -433,7 +451,7 @@ def train_synthetic_extractors(
 
 def training_data_from_videos(videos: Sequence) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(frames uint8, keypoints, attributes) tensors from the data helper's ``SyntheticVideo`` objects."""
-    frames = torch.stack([torch.from_numpy(np.asarray(v.frames)).permute(0, 3, 1, 2) for v in videos])
+    frames = torch.stack([torch.from_numpy(np.array(v.frames)).permute(0, 3, 1, 2) for v in videos])
     keypoints = torch.stack([torch.from_numpy(v.poses.body_array()) for v in videos]).float()
     attributes = torch.from_numpy(np.stack([appearance_attributes(v.appearance) for v in videos]))
     return frames, keypoints, attributes
@@ -482,7 +500,9 @@ def pose_diverse_videos(n_videos: int, data, seed: int) -> list:
     return videos
 
 
-def load_or_train_extractors(cfg, cache_root: Path | None = None, progress: bool = False) -> SyntheticExtractors:
+def load_or_train_extractors(
+    cfg, cache_root: Path | None = None, device: str | torch.device = "cpu", progress: bool = False
+) -> SyntheticExtractors:
     """The profile's extractors from the cache, or trained now on freshly rendered synthetic videos:
     ``extractor_appearances`` people performing the benign training motions (the study's domain,
     drawn with another seed than the study's own data) and ``extractor_random_videos`` random people
@@ -492,13 +512,13 @@ def load_or_train_extractors(cfg, cache_root: Path | None = None, progress: bool
     key = extractor_cache_key(cfg)
     directory = (cache_root or CACHE_ROOT) / f"{cfg.profile}-{key[:16]}"
     if (directory / "extractor.json").exists():
-        return SyntheticExtractors.load(directory)
+        return SyntheticExtractors.load(directory).to(device)
     from poseguard_lib.data.synthetic import build_split
 
     seed = cfg.seed + EXTRACTOR_SEED_OFFSET
     data = cfg.data.model_copy(update={"n_train_appearances": cfg.metrics.extractor_appearances})
     videos = list(build_split(data, seed)["train"]) + pose_diverse_videos(cfg.metrics.extractor_random_videos, cfg.data, seed)
     videos = [videos[i] for i in np.random.default_rng(seed).permutation(len(videos))]  # mixed held-out tail
-    extractors = train_synthetic_extractors(cfg, *training_data_from_videos(videos), progress=progress)
+    extractors = train_synthetic_extractors(cfg, *training_data_from_videos(videos), device=device, progress=progress)
     extractors.save(directory)
     return extractors

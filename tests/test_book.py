@@ -1,0 +1,61 @@
+"""The notebook → book pipeline on the tiny profile: runner, provenance, HTML, failures."""
+
+import json
+import re
+
+import pytest
+
+from poseguard_lib import runner
+
+
+@pytest.fixture(scope="module")
+def built_book():
+    return runner.reproduce("tiny", seed=0, only=["data"])
+
+
+@pytest.mark.slow
+def test_reproduce_builds_the_data_chapter(built_book):
+    page = (built_book / "book" / "tiny" / "01_data.html").read_text()
+    assert "Profile: " in page and "tiny" in page
+    assert len(re.findall(r"<img ", page)) >= 5  # gallery, histogram, videos, gif, faces
+    assert "injected-parameters" not in page
+    pasted = re.search(r"closest benign frame lies <span class=\"pasted-text\">([0-9.]+)", page)
+    assert pasted and float(pasted.group(1)) > 0
+
+
+@pytest.mark.slow
+def test_provenance_records_config_seed_and_code(built_book):
+    record = json.loads((runner.RESULTS_DIR / "tiny" / "data" / "provenance.json").read_text())
+    assert record["profile"] == "tiny" and record["seed"] == 0
+    assert record["config_sha256"] == runner.load_profile("tiny", seed=0).digest()
+    assert len(record["git_commit"] or "") in (0, 40)
+    assert record["packages"]["torch"].startswith("2.13.0")
+    assert record["wall_time_s"] > 0
+
+
+@pytest.mark.slow
+def test_the_toc_lists_only_executed_pages(built_book):
+    toc = (runner.BUILD_DIR / "tiny" / "_toc.yml").read_text()
+    assert "book/tiny/01_data" in toc
+
+
+def test_a_failing_notebook_names_itself_and_the_cell(tmp_path):
+    notebook = tmp_path / "99_broken.py"
+    notebook.write_text(
+        '# %% tags=["parameters"]\nprofile = "tiny"\nseed = 0\n\n# %%\nx = 1\n\n# %%\nraise ValueError("boom")\n'
+    )
+    with pytest.raises(runner.NotebookFailed, match=r"99_broken\.py failed in cell \d+ .*ValueError: boom"):
+        runner.execute(notebook, "tiny")
+    assert not (runner.BOOK_DIR / "tiny" / "99_broken.ipynb").exists()
+
+
+def test_a_notebook_without_parameters_cell_is_refused(tmp_path):
+    notebook = tmp_path / "98_plain.py"
+    notebook.write_text("# %%\nx = 1\n")
+    with pytest.raises(runner.NotebookFailed, match="exactly one cell tagged 'parameters'"):
+        runner.execute(notebook, "tiny")
+
+
+def test_unknown_profile_is_refused_before_running():
+    with pytest.raises(ValueError, match="allowed profiles"):
+        runner.reproduce("medium")
