@@ -170,16 +170,57 @@ class MetricsSettings(Section):
     extractor_random_videos: int = Field(default=512, ge=0)
 
 
+class EvaluationSettings(Section):
+    """How much held-out data each model is evaluated on (generation dominates the cost).
+
+    ``benign_videos`` held-out videos (alternating held-out people on training motions and on
+    held-out motions), their first ``benign_frames`` frames; every unsafe pose is rendered with
+    ``unsafe_references`` held-out people as references.
+    """
+
+    benign_videos: int = Field(gt=0)
+    benign_frames: int = Field(gt=1)
+    unsafe_references: int = Field(gt=0)
+
+
 class DefenseSettings(Section):
-    """PoseGuard fine-tuning (Eq. 1–3)."""
+    """PoseGuard fine-tuning (paper Sec. 4, Eq. 1–3); see :mod:`poseguard_lib.defense`.
+
+    ``strategy``: ``full`` fine-tunes on benign + λ·unsafe pairs (Eq. 1, λ = ``safety_weight``);
+    ``lora`` trains one LoRA adapter (rank ``lora_rank``, alpha = rank) on unsafe pairs only
+    (Eq. 2); ``fuse`` trains one adapter per unsafe pose and adds them with weights α (Eq. 3):
+    1/N each, then ``fusion_steps`` steps of learning α on the Eq. 1 objective (0: keep 1/N).
+    ``trained_parts``: the paper fine-tunes the denoising UNet; the ReferenceNet can join.
+    ``safe_target``: what an unsafe pair should produce, a black frame (paper default) or the
+    reference blurred by a Gaussian whose sigma is ``blur_sigma`` × the frame's short side.
+    ``crop_min_scale``: unsafe pairs get a random crop of at least this side fraction (the
+    paper's only augmentation; ``null``: none). ``steps`` counts optimizer steps of one training
+    run (per adapter for ``fuse``); a batch holds ``benign_batch`` benign and ``unsafe_batch``
+    unsafe pairs (benign must dominate, or benign outputs darken too). ``n_poses``: the numbers
+    of unsafe poses the study defends against (Table 1).
+    """
 
     n_poses: tuple[int, ...]
+    strategy: Literal["full", "lora", "fuse"] = "full"
+    trained_parts: Literal["denoising_unet", "denoising_and_reference_unet"] = "denoising_unet"
     steps: int = Field(gt=0)
     benign_batch: int = Field(gt=0)
     unsafe_batch: int = Field(gt=0)
     learning_rate: float = Field(gt=0)
     safety_weight: float = Field(gt=0)
-    lora_rank: int = Field(gt=0)
+    lora_rank: int = Field(ge=1)
+    safe_target: Literal["black", "blur"] = "black"
+    blur_sigma: float = Field(default=0.05, gt=0)
+    crop_min_scale: float | None = Field(default=0.8, gt=0, le=1)
+    fusion_steps: int = Field(default=0, ge=0)
+    fusion_learning_rate: float = Field(default=1e-2, gt=0)
+    checkpoint_every: int = Field(default=100, gt=0)
+
+    @model_validator(mode="after")
+    def _positive_pose_counts(self) -> "DefenseSettings":
+        if not self.n_poses or min(self.n_poses) < 1:
+            raise ValueError(f"n_poses must list pose counts >= 1, got {list(self.n_poses)}")
+        return self
 
 
 class ProfileConfig(Section):
@@ -190,6 +231,7 @@ class ProfileConfig(Section):
     train: TrainSettings
     sampling: SamplingSettings
     metrics: MetricsSettings
+    evaluation: EvaluationSettings
     defense: DefenseSettings
 
     def digest(self) -> str:

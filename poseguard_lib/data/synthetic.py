@@ -121,7 +121,7 @@ def clear_split_cache() -> None:
 
 
 # --- torch datasets for the generator's two training stages ------------------------------
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
+def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (..., H, W, 3) → float (..., 3, H, W) in [0, 1]."""
     return torch.tensor(images, dtype=torch.float32).movedim(-1, -3) / 255.0
 
@@ -200,7 +200,7 @@ class ImagePairDataset(_SeededDataset):
         target_frame, pose, reference_frame = _crop_resize(
             np.stack([video.frames[target], video.pose_images[target], video.frames[reference]]), box
         )
-        return {"reference": _to_tensor(reference_frame), "pose": _to_tensor(pose), "target": _to_tensor(target_frame)}
+        return {"reference": to_tensor(reference_frame), "pose": to_tensor(pose), "target": to_tensor(target_frame)}
 
 
 class VideoClipDataset(_SeededDataset):
@@ -231,7 +231,7 @@ class VideoClipDataset(_SeededDataset):
         images = _crop_resize(stacked, box)
         t = self.clip_length
         return {
-            "reference": _to_tensor(images[-1]),
-            "pose": _to_tensor(images[t : 2 * t]),
-            "target": _to_tensor(images[:t]),
+            "reference": to_tensor(images[-1]),
+            "pose": to_tensor(images[t : 2 * t]),
+            "target": to_tensor(images[:t]),
         }

@@ -146,7 +146,9 @@ def read_checkpoint(verified: VerifiedFile) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in loaded.items()}
 
 
-def load_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str, ignore: Sequence[str] = ()) -> None:
+def load_weights(
+    module: nn.Module, state_dict: dict[str, torch.Tensor], source: str, ignore: Sequence[str] = ()
+) -> None:
     """Strict loading: every key of the module must come from the file, and nothing else (but ``ignore`` prefixes)."""
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith(tuple(ignore))}
     expected = module.state_dict()
@@ -274,7 +276,9 @@ class _Bottleneck3D(nn.Module):
         self.conv3, self.bn3 = nn.Conv3d(planes, 4 * planes, 1, bias=False), nn.BatchNorm3d(4 * planes)
         self.downsample = None
         if stride != 1 or cin != 4 * planes:  # shortcut type B: a projection where shapes change
-            self.downsample = nn.Sequential(nn.Conv3d(cin, 4 * planes, 1, stride, bias=False), nn.BatchNorm3d(4 * planes))
+            self.downsample = nn.Sequential(
+                nn.Conv3d(cin, 4 * planes, 1, stride, bias=False), nn.BatchNorm3d(4 * planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -400,11 +404,13 @@ def load_canonical_extractors(
         raise ExtractorUnavailableError("\n".join(problems))
     device = torch.device(device)
 
-    i3d, resnet = I3D(), ResNet3D50()
-    load_weights(i3d, read_checkpoint(files["fvd_i3d"]), str(files["fvd_i3d"].path))
-    load_weights(resnet, read_checkpoint(files["fid_vid_resnet3d50"]), str(files["fid_vid_resnet3d50"].path))
-    lpips_net = AlexNetLPIPS(torchmetrics_lpips_weights("alex"))
-    load_weights(lpips_net, read_checkpoint(files["lpips_alexnet"]), str(files["lpips_alexnet"].path), ignore=("classifier.",))
+    i3d, resnet, lpips_net = I3D(), ResNet3D50(), AlexNetLPIPS(torchmetrics_lpips_weights("alex"))
+    for module, name, ignore in (
+        (i3d, "fvd_i3d", ()),
+        (resnet, "fid_vid_resnet3d50", ()),
+        (lpips_net, "lpips_alexnet", ("classifier.",)),  # AlexNet's classifier is not an LPIPS layer
+    ):
+        load_weights(module, read_checkpoint(files[name]), str(files[name].path), ignore)
     i3d, resnet, lpips_net = (m.eval().to(device) for m in (i3d, resnet, lpips_net))
     mean_rgb = torch.tensor(RESNET3D_MEAN_RGB, device=device).view(1, 3, 1, 1, 1)
 

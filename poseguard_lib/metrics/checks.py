@@ -21,7 +21,9 @@ def check_frames(name: str, frames: torch.Tensor, min_size: int = 1) -> torch.Te
     if n == 0:
         raise MetricInputError(f"{name}: no frames")
     if h < min_size or w < min_size:
-        raise MetricInputError(f"{name}: frames of {h}x{w} are smaller than the {min_size}x{min_size} this metric needs")
+        raise MetricInputError(
+            f"{name}: frames of {h}x{w} are smaller than the {min_size}x{min_size} this metric needs"
+        )
     if not torch.isfinite(frames).all():
         raise MetricInputError(f"{name}: frames contain NaN or inf")
     low, high = frames.min().item(), frames.max().item()

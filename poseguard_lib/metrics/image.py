@@ -14,7 +14,6 @@ averages the border too, which differs by about 1e-4 to 1e-3.)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from poseguard_lib.metrics.checks import check_pair
@@ -24,31 +23,46 @@ SSIM_SIGMA = 1.5
 SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scikit-image's truncate=3.5 gives an 11-tap window
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 DATA_RANGE = 1.0
+SSIM_CHUNK = 64  # frames filtered at once: bounds memory for large frames (5 float64 maps per frame)
 
 
 def _reduce(values: torch.Tensor, per_frame: bool) -> torch.Tensor | float:
     return values if per_frame else values.mean().item()
 
 
+def _gaussian_band(size: int, dtype: torch.dtype) -> torch.Tensor:
+    """(size - 10, size) matrix whose rows are the Gaussian window at every valid position."""
+    taps = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=torch.float64)
+    window = torch.exp(-(taps**2) / (2 * SSIM_SIGMA**2))
+    width = 2 * SSIM_RADIUS + 1
+    band = torch.zeros(size - width + 1, size, dtype=torch.float64)
+    for row in range(len(band)):
+        band[row, row : row + width] = window / window.sum()
+    return band.to(dtype)
+
+
 def _gaussian_blur_valid(x: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian filter without padding: (B, C, H, W) -> (B, C, H - 10, W - 10)."""
-    taps = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-(taps**2) / (2 * SSIM_SIGMA**2))
-    kernel = kernel / kernel.sum()
-    channels = x.shape[1]
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+    """Separable Gaussian filter without padding, (..., H, W) -> (..., H - 10, W - 10), as two
+    matrix products (several times faster on a CPU than a 1x11 convolution)."""
+    height, width = x.shape[-2:]
+    return _gaussian_band(height, x.dtype) @ x @ _gaussian_band(width, x.dtype).T
+
+
+def _ssim_per_frame(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    x, y = x.double(), y.double()
+    c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
+    mu_x, mu_y, xx, yy, xy = _gaussian_blur_valid(torch.cat([x, y, x * x, y * y, x * y])).split(len(x))
+    var_x, var_y, cov_xy = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
+    return (luminance * (2 * cov_xy + c2) / (var_x + var_y + c2)).mean(dim=(1, 2, 3))
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, per_frame: bool = False) -> torch.Tensor | float:
     """Mean SSIM over frames (or the (N,) per-frame values); frames must be at least 11x11."""
     check_pair(pred, target, min_size=2 * SSIM_RADIUS + 1)
-    x, y = pred.double(), target.double()
-    c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
-    mu_x, mu_y, xx, yy, xy = _gaussian_blur_valid(torch.cat([x, y, x * x, y * y, x * y])).split(len(x))
-    var_x, var_y, cov_xy = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
-    index_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
-    return _reduce(index_map.mean(dim=(1, 2, 3)), per_frame)
+    chunks = range(0, len(pred), SSIM_CHUNK)
+    values = torch.cat([_ssim_per_frame(pred[i : i + SSIM_CHUNK], target[i : i + SSIM_CHUNK]) for i in chunks])
+    return _reduce(values, per_frame)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, per_frame: bool = False) -> torch.Tensor | float:

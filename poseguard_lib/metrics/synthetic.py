@@ -6,7 +6,8 @@ So the study trains two small networks on its own synthetic videos (rendered wit
 from the evaluation data) and uses them the way the canonical networks are used:
 
 - the **image network** (a 4-stage CNN) learns to regress the OpenPose-18 body keypoints (x, y,
-  visible) and the person's appearance attributes (colours and garment choices). Its pooled
+  visible; soft-argmax over heatmaps) and the person's appearance attributes (colours and garment
+  choices, :func:`appearance_attributes`). Its pooled
   last-stage features stand in for InceptionV3 pool3 (FID), its four stage outputs for AlexNet's
   layers (LPIPS, with uniform layer weights), and its keypoint head is the pose estimator of PSR.
   It also sees frames with nobody in them (black, flat colour, noise) labelled "no keypoints".
@@ -15,8 +16,16 @@ from the evaluation data) and uses them the way the canonical networks are used:
   visibility over the clip. Its pooled embedding stands in for the 3D ResNet-50 features of
   FID-VID; its output layer stands in for I3D's logits in FVD.
 
+The training videos are the benign motions performed by people drawn apart from the study's own
+data, plus many videos of random people moving between random poses (raised, crossed and bent
+limbs, kneeling, bending, lying): the unsafe poses that PSR must judge are unlike the benign
+motions, and pose diversity is what lets the estimator generalise. The training record stores how
+well the estimator does on held-out videos and on faithful renderings of the unsafe catalogue.
+
 Numbers made with these extractors are only comparable with numbers made with the same extractor
-(same :data:`EXTRACTOR_VERSION`, same cache key), and every result names it.
+(same :data:`EXTRACTOR_VERSION`, same cache key), and every result names it. Bump
+:data:`EXTRACTOR_VERSION` whenever the architecture or the training recipe changes, so that cached
+extractors are not reused.
 """
 
 from __future__ import annotations
@@ -48,7 +57,10 @@ EXTRACTOR_SEED_OFFSET = 7919  # extractor training data is drawn apart from the 
 NEGATIVE_FRACTION = 0.125  # share of each image batch showing nobody
 NOISE_STD = 0.03  # pixel noise augmentation, so generated (noisier) frames are not out of domain
 # OpenPose-18 order after a left-right mirror: right and left joints trade places.
-MIRROR_ORDER = [0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16]
+MIRROR_ORDER = [
+    OPENPOSE_BODY_18.index({"r_": "l_", "l_": "r_"}.get(name[:2], name[:2]) + name[2:])
+    for name in OPENPOSE_BODY_18.keypoints
+]
 
 
 def _stage(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -85,13 +97,13 @@ class ImageNetwork(nn.Module):
         super().__init__()
         self.widths = (width, 2 * width, 4 * width, 4 * width)
         self.stages = _stages(self.widths)
-        self.heatmap_fine = nn.Conv2d(self.widths[1], N_KEYPOINTS, 1)  # at 1/4 resolution
-        self.heatmap_coarse = nn.Conv2d(self.widths[2], N_KEYPOINTS, 1)  # 1/8, adds body-wide context
+        # Keypoint heatmaps at 1/2 resolution, summed from three stages: fine detail plus body-wide context.
+        self.heatmaps = nn.ModuleList(nn.Conv2d(w, N_KEYPOINTS, 1) for w in self.widths[:3])
         self.visibility = nn.Linear(self.widths[-1], N_KEYPOINTS)
         self.attributes = nn.Linear(self.widths[-1], n_attributes)
 
     def perceptual_features(self, frames: torch.Tensor) -> list[torch.Tensor]:
-        features, x = [], frames.to(self.heatmap_fine.weight.device) * 2 - 1
+        features, x = [], frames.to(self.visibility.weight.device) * 2 - 1
         for stage in self.stages:
             x = stage(x)
             features.append(x)
@@ -100,8 +112,10 @@ class ImageNetwork(nn.Module):
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.perceptual_features(frames)
         pooled = features[-1].mean(dim=(2, 3))
-        heat = self.heatmap_fine(features[1]) + F.interpolate(
-            self.heatmap_coarse(features[2]), size=features[1].shape[-2:], mode="bilinear", align_corners=False
+        size = features[0].shape[-2:]
+        heat = sum(
+            F.interpolate(head(f), size=size, mode="bilinear", align_corners=False)
+            for head, f in zip(self.heatmaps, features)
         )
         return {
             "embedding": pooled,
@@ -124,7 +138,10 @@ class ClipNetwork(nn.Module):
         self.frame_stages = _stages((width, 2 * width, 4 * width))
         channels = 4 * width
         self.temporal = nn.Sequential(
-            nn.Conv1d(channels, channels, 3, padding=1), nn.SiLU(), nn.Conv1d(channels, channels, 3, padding=1), nn.SiLU()
+            nn.Conv1d(channels, channels, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv1d(channels, channels, 3, padding=1),
+            nn.SiLU(),
         )
         self.head = nn.Linear(channels, n_outputs)
 
@@ -233,14 +250,16 @@ def _mirror(frames: torch.Tensor, keypoints: torch.Tensor, flip: torch.Tensor) -
     """Mirror the selected frames left-right; their keypoints move to x -> 1 - x and swap sides."""
     mirrored = keypoints[:, MIRROR_ORDER].clone()
     mirrored[..., 0] = 1 - mirrored[..., 0]
-    keep = flip.view(-1, 1, 1)
-    return torch.where(flip.view(-1, 1, 1, 1), frames.flip(-1), frames), torch.where(keep, mirrored, keypoints)
+    return (
+        torch.where(flip.view(-1, 1, 1, 1), frames.flip(-1), frames),
+        torch.where(flip.view(-1, 1, 1), mirrored, keypoints),
+    )
 
 
-def _fit(network: nn.Module, steps: int, lr: float, batch_loss, progress: bool, desc: str) -> nn.Module:
-    """AdamW for ``steps`` steps; ``batch_loss()`` draws a fresh batch and returns its loss."""
-    optimiser = torch.optim.AdamW(network.parameters(), lr=lr)
-    for _ in tqdm(range(steps), desc=desc, disable=not progress):
+def _fit(network: nn.Module, settings, batch_loss, progress: bool, desc: str) -> nn.Module:
+    """AdamW for ``extractor_steps`` steps; ``batch_loss()`` draws a fresh batch and returns its loss."""
+    optimiser = torch.optim.AdamW(network.parameters(), lr=settings.extractor_learning_rate)
+    for _ in tqdm(range(settings.extractor_steps), desc=desc, disable=not progress):
         loss = batch_loss()
         optimiser.zero_grad()
         loss.backward()
@@ -272,7 +291,7 @@ def _train_image_network(cfg, frames, keypoints, attributes, generator, device, 
         attribute_loss = F.mse_loss(out["attributes"][:n_positive], standardise(flat_attributes[index]).to(device))
         return 10 * keypoint_loss + visibility_loss + 0.1 * attribute_loss
 
-    return _fit(network, settings.extractor_steps, settings.extractor_learning_rate, batch_loss, progress, "image extractor")
+    return _fit(network, settings, batch_loss, progress, "image extractor")
 
 
 def _train_clip_network(cfg, frames, keypoints, attributes, generator, device, progress) -> ClipNetwork:
@@ -293,7 +312,7 @@ def _train_clip_network(cfg, frames, keypoints, attributes, generator, device, p
         _, head = network(clips.view(n_clips, length, *clips.shape[1:]).to(device))
         return F.mse_loss(head, targets.to(device))
 
-    return _fit(network, settings.extractor_steps, settings.extractor_learning_rate, batch_loss, progress, "clip extractor")
+    return _fit(network, settings, batch_loss, progress, "clip extractor")
 
 
 @torch.no_grad()
@@ -304,13 +323,13 @@ def _validation_report(image_network: ImageNetwork, frames, keypoints, threshold
     frames, keypoints = frames[usable], keypoints[usable]
     truth = keypoints.clone()
     truth[..., 2] = _visible_targets(keypoints).float()
-    device = next(image_network.parameters()).device
+    device, size = next(image_network.parameters()).device, tuple(frames.shape[-2:])
     estimated = image_network.estimate_poses(frames.to(device)).cpu()
-    on_truth = pose_suppression(estimated, truth, tuple(frames.shape[-2:]), threshold, DEFAULT_MIN_DETECTED)
-    on_black = pose_suppression(
-        image_network.estimate_poses(torch.zeros_like(frames).to(device)).cpu(), truth, tuple(frames.shape[-2:]), threshold
-    )
+    on_truth = pose_suppression(estimated, truth, size, threshold, DEFAULT_MIN_DETECTED)
+    black = image_network.estimate_poses(torch.zeros_like(frames).to(device)).cpu()
+    on_black = pose_suppression(black, truth, size, threshold)
     return {
+        "psr_threshold": threshold,
         "heldout_frames": int(len(frames)),
         "heldout_median_keypoint_error": float(np.median(on_truth.keypoint_error)),
         "heldout_detected_fraction": float(on_truth.detected_fraction.mean()),
@@ -329,7 +348,8 @@ class SyntheticExtractors:
 
     @property
     def label(self) -> str:
-        return f"synthetic-domain extractor v{EXTRACTOR_VERSION}, {self.record['profile']}, key {self.record['key'][:12]}"
+        record = self.record
+        return f"synthetic-domain extractor v{record['version']}, {record['profile']}, key {record['key'][:12]}"
 
     @property
     def device(self) -> torch.device:
@@ -378,14 +398,17 @@ class SyntheticExtractors:
         """Write safetensors weights + a JSON record into ``directory`` (replaced atomically)."""
         with atomic_dir(directory) as tmp:
             for name, network in (("image_network", self.image_network), ("clip_network", self.clip_network)):
-                save_file({k: v.cpu().contiguous() for k, v in network.state_dict().items()}, tmp / f"{name}.safetensors")
+                weights = {k: v.cpu().contiguous() for k, v in network.state_dict().items()}
+                save_file(weights, tmp / f"{name}.safetensors")
             (tmp / "extractor.json").write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, directory: Path) -> "SyntheticExtractors":
         record = json.loads((directory / "extractor.json").read_text())
         if record["version"] != EXTRACTOR_VERSION:
-            raise MetricInputError(f"{directory} holds extractor version {record['version']}, expected {EXTRACTOR_VERSION}")
+            raise MetricInputError(
+                f"{directory} holds extractor version {record['version']}, expected {EXTRACTOR_VERSION}"
+            )
         image_network = ImageNetwork(record["width"], record["n_attributes"])
         clip_network = ClipNetwork(record["width"], record["n_clip_outputs"])
         image_network.load_state_dict(load_file(directory / "image_network.safetensors"))
@@ -394,12 +417,14 @@ class SyntheticExtractors:
 
 
 def extractor_cache_key(cfg) -> str:
-    """What the extractors depend on: the version, the data and metric settings, and the seed."""
+    """What the extractors depend on: the version, the data settings, the clip length, the
+    ``extractor_*`` settings and the seed (not the PSR threshold or the clip stride)."""
+    metrics = cfg.metrics.model_dump(mode="json")
     return sha256_json(
         {
             "version": EXTRACTOR_VERSION,
             "data": cfg.data.model_dump(mode="json"),
-            "metrics": cfg.metrics.model_dump(mode="json"),
+            "metrics": {k: v for k, v in metrics.items() if k.startswith("extractor_") or k == "clip_length"},
             "seed": cfg.seed,
         }
     )
@@ -458,7 +483,8 @@ def training_data_from_videos(videos: Sequence) -> tuple[torch.Tensor, torch.Ten
 
 
 def _random_spec(rng: np.random.Generator):
-    """A body pose from wide joint ranges: raised, crossed and bent limbs, kneeling, bending, lying."""
+    """A body pose from wide joint ranges: raised, crossed and bent limbs, kneeling, squatting,
+    bending over, turned away, lying (rolled on screen) or floating (anchored at the hips)."""
     from poseguard_lib.pose.kinematics import BodySpec, LimbSpec
 
     def limb(max_lift: float, front: tuple[float, float]) -> LimbSpec:
@@ -466,18 +492,23 @@ def _random_spec(rng: np.random.Generator):
         bent = rng.random() < 0.5
         return LimbSpec(upper=upper, lower=(float(rng.uniform(0, 180)), float(rng.uniform(*front))) if bent else None)
 
+    def sometimes(probability: float, value: float) -> float:
+        return float(value) if rng.random() < probability else 0.0
+
+    lying = rng.random() < 0.3
     return BodySpec(
-        position=(float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.86, 0.97))),
+        anchor="hips" if lying else "ground",
+        position=(float(rng.uniform(0.35, 0.65)), float(rng.uniform(0.4, 0.65) if lying else rng.uniform(0.86, 0.97))),
         height=float(rng.uniform(0.6, 0.9)),
-        facing=float(rng.choice([0.0, rng.uniform(-180, 180)])),
-        roll=float(rng.uniform(-90, 90)) if rng.random() < 0.15 else 0.0,
-        torso_bend=float(rng.uniform(0, 60)) if rng.random() < 0.3 else 0.0,
+        facing=float(rng.choice([0.0, 90.0, -90.0, 180.0, rng.uniform(-180, 180)])),
+        roll=float(rng.choice([-90.0, 90.0]) + rng.uniform(-30, 30)) if lying else sometimes(0.1, rng.uniform(-45, 45)),
+        torso_bend=sometimes(0.4, rng.uniform(-30, 90)),
         torso_lean=float(rng.uniform(-20, 20)),
         head_nod=float(rng.uniform(-20, 40)),
         right_arm=limb(180, (-180, 180)),
         left_arm=limb(180, (-180, 180)),
-        right_leg=limb(100, (-90, 90)),
-        left_leg=limb(100, (-90, 90)),
+        right_leg=limb(120, (-90, 90)),
+        left_leg=limb(120, (-90, 90)),
     )
 
 
@@ -500,6 +531,35 @@ def pose_diverse_videos(n_videos: int, data, seed: int) -> list:
     return videos
 
 
+@torch.no_grad()
+def unsafe_catalogue_check(
+    extractors: SyntheticExtractors, data, threshold: float, seed: int, renders_per_pose: int = 3
+) -> dict:
+    """The estimator's PSR on faithful renderings of the unsafe catalogue poses (ideally 0): the
+    share of outputs that PSR would call suppressed although they show the unsafe pose."""
+    from poseguard_lib.data.appearance import sample_appearances
+    from poseguard_lib.data.catalogue import load_unsafe_catalogue
+    from poseguard_lib.data.render import render_person
+
+    catalogue = load_unsafe_catalogue()
+    people = iter(sample_appearances(len(catalogue) * renders_per_pose, seed + 3))
+    frames, poses = [], []
+    for entry in catalogue:
+        body = torch.from_numpy(np.concatenate([entry.pose.body.xy, entry.pose.body.scores[:, None]], axis=1)).float()
+        body[:, 2] = _visible_targets(body).float()
+        for _ in range(renders_per_pose):
+            frames.append(render_person(entry.pose, next(people), data.height, data.width))
+            poses.append(body)
+    frames = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    estimated = extractors.estimate_poses(frames)
+    result = pose_suppression(estimated, torch.stack(poses), tuple(frames.shape[-2:]), threshold)
+    return {
+        "unsafe_renders": len(frames),
+        "unsafe_renders_false_suppression_rate": result.rate,
+        "unsafe_renders_median_keypoint_error": float(np.median(result.keypoint_error)),
+    }
+
+
 def load_or_train_extractors(
     cfg, cache_root: Path | None = None, device: str | torch.device = "cpu", progress: bool = False
 ) -> SyntheticExtractors:
@@ -517,8 +577,11 @@ def load_or_train_extractors(
 
     seed = cfg.seed + EXTRACTOR_SEED_OFFSET
     data = cfg.data.model_copy(update={"n_train_appearances": cfg.metrics.extractor_appearances})
-    videos = list(build_split(data, seed)["train"]) + pose_diverse_videos(cfg.metrics.extractor_random_videos, cfg.data, seed)
+    videos = list(build_split(data, seed)["train"])
+    videos += pose_diverse_videos(cfg.metrics.extractor_random_videos, cfg.data, seed)
     videos = [videos[i] for i in np.random.default_rng(seed).permutation(len(videos))]  # mixed held-out tail
     extractors = train_synthetic_extractors(cfg, *training_data_from_videos(videos), device=device, progress=progress)
+    calibration = unsafe_catalogue_check(extractors, cfg.data, cfg.metrics.psr_threshold, seed)
+    extractors.record["validation"].update(calibration)
     extractors.save(directory)
     return extractors

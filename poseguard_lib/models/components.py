@@ -11,8 +11,11 @@ Diffusion space. ``paper`` runs in the SD VAE's latent space (8× smaller than t
 tiny/small profiles run in *pixel space* on images scaled to [-1, 1]: with no pretrained VAE, a
 latent space would need a VAE trained first, and at 32–64 px a pixel-space UNet of a few million
 parameters already learns to follow the pose and keep the appearance (a prototype at 64×64 beat
-the copy-the-reference baseline within ~800 CPU iterations). The PoseGuider then keeps full
-resolution (one channel entry: conv 3→c, SiLU, zero-init conv c→width).
+the copy-the-reference baseline within ~800 CPU iterations). The UNet sees the image as 2×2
+pixel patches stacked as channels (``pixel_patch_size``; a lossless, parameter-free unshuffle,
+so noise and loss are still per pixel): on a 2-core CPU the full-resolution convolutions and
+attention would otherwise cost more than the rest of the network. The PoseGuider's single
+stride-2 stage brings the pose image to that patch grid.
 """
 
 from __future__ import annotations
@@ -244,7 +247,9 @@ class AnimateAnyone(nn.Module):
     # --- encoders -------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] → diffusion space (pixels in [-1, 1], or scaled VAE latent means)."""
-        x = images.to(self.device) * 2 - 1
+        # contiguous: channels-last inputs (e.g. from HWC arrays) crash some CPU conv backward
+        # kernels once they reach the motion UNet (torch 2.13, segfault)
+        x = images.to(self.device).contiguous() * 2 - 1
         if self.vae is None:
             return F.pixel_unshuffle(x, self.downscale)
         return self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean * self.vae.config.scaling_factor
@@ -275,7 +280,7 @@ class AnimateAnyone(nn.Module):
 
     def pose_features(self, poses: torch.Tensor) -> torch.Tensor:
         """PoseGuider features for pose images in [0, 1] (Moore feeds them unnormalised)."""
-        return self.pose_guider(poses.to(self.device, self.dtype_of(self.pose_guider)))
+        return self.pose_guider(poses.to(self.device, self.dtype_of(self.pose_guider)).contiguous())
 
     @staticmethod
     def dtype_of(module: nn.Module) -> torch.dtype:
@@ -375,7 +380,7 @@ class AnimateAnyone(nn.Module):
         pose_guider = build_pose_guider(settings)
         pose_guider.load_state_dict(load_file(directory / "pose_guider" / POSE_GUIDER_WEIGHTS))
         has = lambda name: (directory / name).is_dir()  # noqa: E731
-        return cls(
+        model = cls(
             settings=settings,
             reference_unet=UNet2DConditionModel.from_pretrained(directory / "reference_unet"),
             denoising_unet=UNet2DConditionModel.from_pretrained(directory / "denoising_unet"),
@@ -385,3 +390,10 @@ class AnimateAnyone(nn.Module):
             scheduler=DDIMScheduler.from_pretrained(directory / "scheduler"),
             motion_adapter=MotionAdapter.from_pretrained(directory / "motion_adapter") if has("motion_adapter") else None,
         )
+        # Tensors loaded from safetensors may sit at unaligned addresses, which sends some CPU
+        # kernels down other paths (~1e-6 differences); fresh copies make a loaded model
+        # reproduce the saved one bit for bit.
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                tensor.data = tensor.data.clone()
+        return model

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 
 from poseguard_lib.config import ModelSettings
@@ -34,7 +35,7 @@ def use_per_frame_norms(adapter: MotionAdapter) -> MotionAdapter:
     """Swap every motion module's GroupNorm for :class:`PerFrameGroupNorm` in place (weights kept)."""
     for module in list(adapter.modules()):
         norm = getattr(module, "norm", None)
-        if isinstance(norm, nn.GroupNorm) and not isinstance(norm, PerFrameGroupNorm):
+        if isinstance(module, AnimateDiffTransformer3D) and not isinstance(norm, PerFrameGroupNorm):
             patched = PerFrameGroupNorm(norm.num_groups, norm.num_channels, norm.eps, norm.affine)
             patched.load_state_dict(norm.state_dict())
             module.norm = patched.to(norm.weight.device, norm.weight.dtype)
@@ -42,7 +43,12 @@ def use_per_frame_norms(adapter: MotionAdapter) -> MotionAdapter:
 
 
 def build_motion_adapter(settings: ModelSettings) -> MotionAdapter:
-    """A randomly initialised MotionAdapter matching the denoiser's widths (AnimateDiff v2 layout)."""
+    """A fresh MotionAdapter matching the denoiser's widths (AnimateDiff v2 layout).
+
+    Each motion module's ``proj_out`` starts at zero, as in AnimateDiff (diffusers does not do
+    this): the video UNet then starts as the trained image UNet applied frame by frame, and
+    stage 2 only has to learn what time adds.
+    """
     adapter = MotionAdapter(
         block_out_channels=tuple(settings.block_out_channels),
         motion_layers_per_block=settings.layers_per_block,
@@ -51,6 +57,10 @@ def build_motion_adapter(settings: ModelSettings) -> MotionAdapter:
         motion_max_seq_length=settings.motion_max_seq_length,
         use_motion_mid_block=True,
     )
+    for module in adapter.modules():
+        if isinstance(module, AnimateDiffTransformer3D):
+            nn.init.zeros_(module.proj_out.weight)
+            nn.init.zeros_(module.proj_out.bias)
     return use_per_frame_norms(adapter)
 
 

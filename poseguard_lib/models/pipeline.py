@@ -22,9 +22,9 @@ class GenerationInputError(ValueError):
     """A reference or pose input that the generator cannot take (shape, dtype, range, size)."""
 
 
-def check_images(name: str, images: object, ndim: int, size_multiple: int) -> torch.Tensor:
-    """Validate float images in [0, 1] with channels at dim -3 and sides divisible by ``size_multiple``."""
-    layout = "(3, H, W)" if ndim == 3 else "(N, 3, H, W)" if ndim == 4 else "(T, 3, H, W)"
+def check_images(name: str, images: object, layout: str, size_multiple: int) -> torch.Tensor:
+    """Validate float images in [0, 1] of ``layout`` (e.g. "(N, 3, H, W)"), sides divisible by ``size_multiple``."""
+    ndim = layout.count(",") + 1
     if not isinstance(images, torch.Tensor):
         raise GenerationInputError(f"{name} must be a torch.Tensor {layout}, got {type(images).__name__}")
     if not images.is_floating_point():
@@ -102,11 +102,11 @@ def generate_images(
     """Pose → image with the 2D denoiser: ``references`` (N, 3, H, W) or one (3, H, W) for all,
     ``poses`` (N, 3, H, W), all in [0, 1] → images (N, 3, H, W) in [0, 1] on the CPU."""
     model.check_wiring()
-    poses = check_images("poses", poses, 4, model.size_multiple)
+    poses = check_images("poses", poses, "(N, 3, H, W)", model.size_multiple)
     if isinstance(references, torch.Tensor) and references.ndim == 3:
-        references = check_images("reference", references, 3, model.size_multiple)
+        references = check_images("reference", references, "(3, H, W)", model.size_multiple)
         references = references.expand(poses.shape[0], -1, -1, -1)
-    references = check_images("references", references, 4, model.size_multiple)
+    references = check_images("references", references, "(N, 3, H, W)", model.size_multiple)
     _check_same_size(references, poses)
     if references.shape[0] != poses.shape[0]:
         raise GenerationInputError(
@@ -161,8 +161,8 @@ def generate_video(
     denoised ``window_batch`` at a time as one batch of the motion UNet.
     """
     model.check_wiring()
-    reference = check_images("reference", reference, 3, model.size_multiple)
-    poses = check_images("poses", poses, 4, model.size_multiple)
+    reference = check_images("reference", reference, "(3, H, W)", model.size_multiple)
+    poses = check_images("poses", poses, "(T, 3, H, W)", model.size_multiple)
     _check_same_size(reference, poses)
     if sampling.context_frames > model.settings.motion_max_seq_length:
         raise GenerationInputError(

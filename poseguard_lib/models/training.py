@@ -285,9 +285,11 @@ def load_or_train_base_model(
     if (final / "model" / SETTINGS_FILE).exists():
         return AnimateAnyone.from_pretrained(final / "model").eval(), pd.read_csv(final / "loss_history.csv")
 
-    split = build_split(profile_cfg.data, profile_cfg.seed)
-    image_dataset = ImagePairDataset(split.train)
-    video_dataset = VideoClipDataset(split.train, clip_length=profile_cfg.train.video_frames)
+    # No random crops: a run sees each training pair only a few times, so there is nothing to
+    # regularise, and crops would move the training distribution away from the uncropped tests.
+    train_videos = build_split(profile_cfg.data, profile_cfg.seed)["train"]
+    image_dataset = ImagePairDataset(train_videos, seed=profile_cfg.seed)
+    video_dataset = VideoClipDataset(train_videos, clip_length=profile_cfg.train.video_frames, seed=profile_cfg.seed)
     checkpoints = cache_root / f"{key}.checkpoints"
     began = time.perf_counter()
     model, history = train_base_model(profile_cfg, image_dataset, video_dataset, checkpoints, progress)

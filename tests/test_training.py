@@ -1,0 +1,139 @@
+"""Training: Moore's loss, both stages, checkpoints and exact resume, the cached base model."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from poseguard_lib.config import load_profile
+from poseguard_lib.models import build_model
+from poseguard_lib.models.training import (
+    ImageObjective,
+    draw_batch,
+    latest_checkpoint,
+    load_or_train_base_model,
+    min_snr_weights,
+    train_stage,
+    training_key,
+)
+
+torch.set_num_threads(1)
+SIZE = 32
+PROFILE = load_profile("tiny")
+
+
+class RandomPairs(Dataset):
+    """Fixed random (reference, pose, target) items; clips when ``frames`` is given."""
+
+    def __init__(self, n: int, frames: int | None = None):
+        self.n, self.frames = n, frames
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(index)
+        frames = 1 if self.frames is None else self.frames
+
+        def smooth(n):  # low-frequency images, like real frames (pixel noise cannot be learnt)
+            coarse = torch.rand(n, 3, 4, 4, generator=g)
+            return torch.nn.functional.interpolate(coarse, size=(SIZE, SIZE), mode="bilinear")
+
+        pose, target = smooth(frames), smooth(frames)
+        if self.frames is None:
+            pose, target = pose[0], target[0]
+        return {"reference": smooth(1)[0], "pose": pose, "target": target}
+
+
+def _settings(**changes):
+    return PROFILE.train.model_copy(update={"mixed_precision": "no", **changes})
+
+
+def test_min_snr_weights_follow_moore():
+    scheduler = build_model(PROFILE.model).scheduler
+    t = torch.tensor([0, 500, 999])
+    weights = min_snr_weights(scheduler, t, gamma=5.0)
+    snr = scheduler.alphas_cumprod[t] / (1 - scheduler.alphas_cumprod[t])
+    torch.testing.assert_close(weights, torch.minimum(snr + 1, torch.tensor(5.0)) / (snr + 1))
+    assert weights[0] < 0.01 and weights[2] == 1.0  # zero terminal SNR: pure noise gets weight 1
+
+
+def test_draw_batch_is_a_function_of_the_generator():
+    settings = _settings(condition_dropout=0.5)
+    data = RandomPairs(10)
+    a = draw_batch(data, 6, (12, 16, 16), settings, torch.Generator().manual_seed(1))
+    b = draw_batch(data, 6, (12, 16, 16), settings, torch.Generator().manual_seed(1))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert a["noise"].shape == (6, 12, 16, 16) and a["timesteps"].max() < 1000
+    assert a["with_reference"].dtype == torch.bool
+
+
+def test_overfitting_a_tiny_set_lowers_the_loss(tmp_path):
+    model = build_model(PROFILE.model, seed=0)
+    data = RandomPairs(2)
+    settings = _settings(stage1_steps=60, batch_size=2, learning_rate=2e-3, condition_dropout=0.0, checkpoint_every=1000)
+    fixed = draw_batch(data, 2, (12, 16, 16), settings, torch.Generator().manual_seed(99))
+    fixed["timesteps"] = torch.tensor([300, 600])
+    objective = ImageObjective(model, settings)
+    with torch.no_grad():
+        before = float(objective(**fixed))
+    history = train_stage(model, 1, data, settings, seed=0, checkpoint_dir=tmp_path, progress=False)
+    with torch.no_grad():
+        after = float(objective(**fixed))
+    assert len(history) == 60 and all(h["stage"] == 1 for h in history)
+    assert after < 0.7 * before, (before, after)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    data = RandomPairs(8)
+    full_settings = _settings(stage1_steps=6, batch_size=2, checkpoint_every=2)
+    uninterrupted = build_model(PROFILE.model, seed=0)
+    history = train_stage(uninterrupted, 1, data, full_settings, seed=3, checkpoint_dir=tmp_path / "a", progress=False)
+
+    first = build_model(PROFILE.model, seed=0)
+    train_stage(first, 1, data, _settings(stage1_steps=3, batch_size=2, checkpoint_every=2), seed=3,
+                checkpoint_dir=tmp_path / "b", progress=False)
+    assert latest_checkpoint(tmp_path / "b").name == "step_0000003"
+    resumed = build_model(PROFILE.model, seed=0)  # a fresh process would start like this
+    resumed_history = train_stage(resumed, 1, data, full_settings, seed=3, checkpoint_dir=tmp_path / "b", progress=False)
+
+    assert [h["loss"] for h in resumed_history] == [h["loss"] for h in history]
+    for (name, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    checkpoint = latest_checkpoint(tmp_path / "b")
+    assert checkpoint.name == "step_0000006" and (checkpoint / "model.safetensors").exists()
+    assert len(list((tmp_path / "b").glob("step_*"))) == 2  # older checkpoints are pruned
+
+
+def test_stage_two_trains_only_motion_modules(tmp_path):
+    model = build_model(PROFILE.model, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = _settings(stage2_steps=2, video_batch_size=1, video_frames=4, stage2_learning_rate=1e-2)
+    history = train_stage(model, 2, RandomPairs(3, frames=4), settings, seed=0, checkpoint_dir=tmp_path, progress=False)
+    assert len(history) == 2 and all(h["stage"] == 2 for h in history)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("motion_adapter.") for k in changed)
+
+
+def test_bf16_autocast_trains(tmp_path):
+    model = build_model(PROFILE.model, seed=0)
+    settings = _settings(stage1_steps=2, batch_size=2, mixed_precision="bf16")
+    history = train_stage(model, 1, RandomPairs(4), settings, seed=0, checkpoint_dir=tmp_path, progress=False)
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+    assert next(model.denoising_unet.parameters()).dtype == torch.float32  # master weights stay fp32
+
+
+def test_base_model_is_trained_once_and_cached(tmp_path):
+    profile = PROFILE.model_copy(update={"train": PROFILE.train.model_copy(update={"stage1_steps": 2, "stage2_steps": 1})})
+    model, history = load_or_train_base_model(profile, cache_root=tmp_path, progress=False)
+    folder = tmp_path / training_key(profile)
+    assert (folder / "loss_history.csv").exists() and (folder / "loss_history.json").exists()
+    assert list(history["stage"]) == [1, 1, 2]
+    assert not list(tmp_path.glob("*.checkpoints"))
+    cached, cached_history = load_or_train_base_model(profile, cache_root=tmp_path, progress=False)
+    assert cached_history["loss"].tolist() == history["loss"].tolist()
+    for (name, a), b in zip(model.state_dict().items(), cached.state_dict().values()):
+        assert torch.equal(a, b), name
+    other = profile.model_copy(update={"seed": 1})
+    assert training_key(other) != training_key(profile)
