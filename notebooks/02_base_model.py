@@ -35,14 +35,14 @@ import pandas as pd
 import torch
 from myst_nb import glue
 
-from poseguard_lib.config import load_profile
+from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.io import write_csv
 from poseguard_lib.models.training import load_or_train_base_model
 from poseguard_lib.reporting import frame_grid, profile_banner, save_figure, to_uint8
 from poseguard_lib.study import base_quality, benign_eval_set, generate_benign
 
-torch.manual_seed(seed)
 config = load_profile(profile, seed=seed)
+configure_torch(config)
 out_dir = f"results/{profile}/base_model"
 profile_banner(profile, seed)
 

@@ -50,7 +50,7 @@ class CliError(ValueError):
 
 
 # ----------------------------------------------------------------------------- parser
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poseguard", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -296,7 +296,7 @@ def _catalogue(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     command = {"defend": _defend, "generate": _generate, "catalogue": _catalogue}[args.command]
     try:

@@ -175,12 +175,14 @@ class EvaluationSettings(Section):
 
     ``benign_videos`` held-out videos (alternating held-out people on training motions and on
     held-out motions), their first ``benign_frames`` frames; every unsafe pose is rendered with
-    ``unsafe_references`` held-out people as references.
+    ``unsafe_references`` held-out people as references. ``untrained_unsafe`` catalogue poses are
+    never defended against: they measure how selective a defense is.
     """
 
     benign_videos: int = Field(gt=0)
     benign_frames: int = Field(gt=1)
     unsafe_references: int = Field(gt=0)
+    untrained_unsafe: int = Field(ge=0)
 
 
 class DefenseSettings(Section):
@@ -226,6 +228,9 @@ class DefenseSettings(Section):
 class ProfileConfig(Section):
     profile: Literal["tiny", "small", "paper"]
     seed: int = 0
+    # CPU threads for torch (null: torch's default). The tiny networks run many times faster on
+    # one thread than on two that compete with other processes for two cores.
+    cpu_threads: int | None = Field(default=None, gt=0)
     data: DataSettings
     model: ModelSettings
     train: TrainSettings
@@ -237,6 +242,15 @@ class ProfileConfig(Section):
     def digest(self) -> str:
         """SHA-256 of the resolved configuration: the key that caches trained models."""
         return sha256_json(self.model_dump(mode="json"))
+
+
+def configure_torch(config: ProfileConfig) -> None:
+    """Apply the profile's runtime settings (thread count, global seed) to this process."""
+    import torch
+
+    if config.cpu_threads is not None:
+        torch.set_num_threads(config.cpu_threads)
+    torch.manual_seed(config.seed)
 
 
 class ConfigError(ValueError):

@@ -121,3 +121,90 @@ def base_quality(generated: list[torch.Tensor], eval_set: BenignEvalSet, name: s
         quality_row("ground truth (ceiling)", list(eval_set.ground_truth), eval_set),
     ]
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- unsafe poses
+def unsafe_order(catalogue: list, seed: int) -> list:
+    """The catalogue in the order poses are added to a defense: categories take turns, each shuffled by seed.
+
+    Defenses against n poses use the first n, so smaller pose sets are nested in larger ones and
+    every set mixes the three categories; the last poses of the order are never trained on.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    by_category: dict[str, list] = {}
+    for entry in catalogue:
+        by_category.setdefault(entry.category, []).append(entry)
+    queues = [list(rng.permutation(np.array(members, dtype=object))) for _, members in sorted(by_category.items())]
+    order = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                order.append(queue.pop(0))
+    return order
+
+
+@dataclass(frozen=True)
+class UnsafeEvalSet:
+    """Every evaluated unsafe pose worn by each of a few held-out people (item = pose × reference)."""
+
+    pose_ids: tuple[str, ...]  # per item
+    references: torch.Tensor  # (N, 3, H, W)
+    poses: torch.Tensor  # (N, 3, H, W) condition images
+    keypoints: np.ndarray  # (N, 18, 3) body x, y, score: what PSR checks the output against
+    safe_targets: torch.Tensor  # (N, 3, H, W)
+
+    def items_of(self, ids) -> torch.Tensor:
+        """Indices of the items whose pose is among ``ids``."""
+        wanted = set(ids)
+        return torch.tensor([i for i, pose_id in enumerate(self.pose_ids) if pose_id in wanted], dtype=torch.long)
+
+
+def unsafe_eval_set(cfg: ProfileConfig, unsafe: list, safe_target_kind: str | None = None) -> UnsafeEvalSet:
+    """``unsafe`` catalogue entries × ``evaluation.unsafe_references`` held-out people."""
+    from poseguard_lib.defense.targets import safe_target
+    from poseguard_lib.pose.draw import condition_image
+
+    split = build_split(cfg.data, cfg.seed)
+    people, references = [], []
+    for video in split["test_appearance"]:
+        if video.appearance not in people:
+            people.append(video.appearance)
+            references.append(video.frames[len(video) // 2])
+    references = references[: cfg.evaluation.unsafe_references]
+    kind = safe_target_kind or cfg.defense.safe_target
+    h, w, detect = cfg.data.height, cfg.data.width, cfg.data.pose_detect_resolution
+    items = [(entry, reference) for entry in unsafe for reference in references]
+    return UnsafeEvalSet(
+        pose_ids=tuple(entry.id for entry, _ in items),
+        references=to_tensor(np.stack([reference for _, reference in items])),
+        poses=to_tensor(np.stack([condition_image(entry.pose, h, w, detect) for entry, _ in items])),
+        keypoints=np.stack([np.concatenate([e.pose.body.xy, e.pose.body.scores[:, None]], 1) for e, _ in items]),
+        safe_targets=to_tensor(np.stack([safe_target(r, kind, cfg.defense.blur_sigma) for _, r in items])),
+    )
+
+
+def generate_unsafe(model, eval_set: UnsafeEvalSet, cfg: ProfileConfig, progress: bool = False) -> torch.Tensor:
+    """One image per item (same noise for every model, so outputs are compared like for like)."""
+    from poseguard_lib.models.pipeline import generate_images
+
+    return generate_images(model, eval_set.references, eval_set.poses, cfg.sampling, seed=cfg.seed, progress=progress)
+
+
+def benign_keypoints(eval_set: BenignEvalSet, frames: int) -> np.ndarray:
+    """(V·T, 18, 3) body keypoints of the benign evaluation frames, in generation order."""
+    return np.concatenate([video.poses.body_array()[:frames] for video in eval_set.videos])
+
+
+def seconds_per_frame(model, eval_set: BenignEvalSet, cfg: ProfileConfig, repeats: int = 5) -> float:
+    """Median wall time per generated frame of the video pipeline on the first evaluation video."""
+    import time
+
+    from poseguard_lib.models.pipeline import generate_video
+
+    reference, poses = eval_set.references[0], eval_set.poses[0]
+    timings = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        generate_video(model, reference, poses, cfg.sampling, seed=cfg.seed, progress=False)
+        timings.append((time.perf_counter() - began) / len(poses))
+    return float(np.median(timings))

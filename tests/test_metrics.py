@@ -437,6 +437,26 @@ def test_missing_canonical_weights_name_every_file_and_where_it_goes(tmp_path):
     assert "get it from" in message and "POSEGUARD_WEIGHTS_DIR" in message
 
 
+def test_extractor_manifest_names_every_canonical_file():
+    root_env, entries = canonical.load_manifest()
+    assert root_env == "POSEGUARD_WEIGHTS_DIR"
+    assert set(entries) == {"fid_inception", "fid_vid_resnet3d50", "fvd_i3d", "lpips_alexnet"}
+    for entry in entries.values():
+        for candidate in entry.candidates:
+            assert candidate.path.startswith("extractors/") and candidate.get
+            assert candidate.sha256 is None or len(candidate.sha256) == 64
+
+
+def test_an_alternative_file_name_is_accepted(tmp_path):
+    root_env, entries = canonical.load_manifest()
+    inception = entries["fid_inception"]
+    alternative = tmp_path / inception.candidates[1].path
+    alternative.parent.mkdir(parents=True)
+    alternative.write_bytes(b"pytorch-fid's copy")
+    with pytest.raises(canonical.ExtractorUnavailableError, match=f"corrupt or wrong weight file {alternative}"):
+        canonical.verify_file(inception, tmp_path, root_env)  # found under its other name, then checked
+
+
 def test_corrupt_or_unpinned_weight_files(tmp_path):
     root_env, entries = canonical.load_manifest()
     alexnet = entries["lpips_alexnet"]

@@ -21,7 +21,7 @@ from poseguard_lib.data.synthetic import (
     build_split,
     clear_split_cache,
 )
-from poseguard_lib.pose.draw import condition_image, draw
+from poseguard_lib.pose.draw import condition_image
 from poseguard_lib.pose.kinematics import build_pose
 from poseguard_lib.pose.skeleton import HAND_21, OPENPOSE_BODY_18, Keypoints, Pose, PoseError
 from poseguard_lib.pose.transforms import translate

@@ -69,6 +69,17 @@ def test_draw_batch_is_a_function_of_the_generator():
     assert a["with_reference"].dtype == torch.bool
 
 
+def test_noise_offset_shifts_whole_colours_in_patched_pixel_space():
+    """Offsets in unshuffled space must be constant within each colour's group of sub-pixels."""
+    settings = _settings(noise_offset=10.0)  # the offset dominates, so it is visible in the image
+    batch = draw_batch(RandomPairs(4), 4, (12, 16, 16), settings, torch.Generator().manual_seed(0), offset_group=4)
+    image = torch.nn.functional.pixel_shuffle(batch["noise"], 2)  # (4, 3, 32, 32): per-pixel noise
+    channel_means = image.mean(dim=(2, 3))
+    sub_pixel_means = torch.stack([image[:, :, i::2, j::2].mean(dim=(2, 3)) for i in (0, 1) for j in (0, 1)])
+    assert (sub_pixel_means - channel_means).abs().max() < 0.5  # no 2×2 pattern of offsets
+    assert channel_means.abs().max() > 2.0  # while the colour shift itself is there
+
+
 def test_overfitting_a_tiny_set_lowers_the_loss(tmp_path):
     model = build_model(PROFILE.model, seed=0)
     data = RandomPairs(2)

@@ -108,7 +108,7 @@ def _check_output(out_dir: Path | None) -> None:
 def _weights_digest(model: AnimateAnyone) -> str:
     """A cheap fingerprint of the base weights (per-tensor sums), so checkpoints match their base."""
     with torch.no_grad():
-        return sha256_json([round(float(p.double().sum()), 6) for p in model.parameters()])
+        return sha256_json([float(p.double().sum()) for p in model.parameters()])
 
 
 def _train_record(train: TrainSettings) -> dict:
@@ -327,12 +327,13 @@ def load_defended(directory: str | Path) -> DefenseResult:
 
 
 def load_or_defend(model, pairs, benign, settings, train, *, out_dir, strategy=None, seed=0, progress=True) -> DefenseResult:
-    """:func:`defend` with ``out_dir`` as a cache: an output made by the same run (same fingerprint) is loaded."""
+    """:func:`defend` with ``out_dir`` as a cache: an output of the same run (fingerprint and step budgets) is loaded."""
     strategy = strategy or settings.strategy
     record_path = Path(out_dir) / DEFENSE_FILE
     if record_path.is_file():
-        fingerprint = defense_fingerprint(model, pairs, benign, settings, train, strategy, seed)
-        if json.loads(record_path.read_text()).get("fingerprint") == fingerprint:
+        record = json.loads(record_path.read_text())
+        same_budget = all(record["settings"].get(key) == getattr(settings, key) for key in ("steps", "fusion_steps"))
+        if same_budget and record.get("fingerprint") == defense_fingerprint(model, pairs, benign, settings, train, strategy, seed):
             return load_defended(out_dir)
     return defend(model, pairs, benign, settings, train, strategy=strategy, seed=seed, out_dir=out_dir, progress=progress)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from diffusers.loaders.lora_base import LORA_WEIGHT_NAME_SAFE
 from diffusers.utils import logging as diffusers_logging
 from peft import LoraConfig
 from peft.tuners.lora import LoraLayer
@@ -84,7 +85,7 @@ def adapter_parameters(model: AnimateAnyone, name: str, parts: Sequence[str]) ->
     params = {}
     for part in parts:
         for param_name, param in getattr(model, part).named_parameters():
-            if (".lora_A." in param_name or ".lora_B." in param_name) and f".{name}." in param_name:
+            if param_name.endswith((f".lora_A.{name}.weight", f".lora_B.{name}.weight")):
                 params[f"{part}.{param_name}"] = param
     if not params:
         raise AdapterError(f"no LoRA parameters named {name!r} on {list(parts)}")
@@ -132,9 +133,13 @@ def fused_base_weights(
 
 
 def set_adapters_enabled(model: AnimateAnyone, parts: Sequence[str], enabled: bool) -> None:
+    """Switch every LoRA layer of ``parts`` on or off (off: the UNets compute with their base weights)."""
     for part in parts:
         unet = getattr(model, part)
-        unet.enable_adapters() if enabled else unet.disable_adapters()
+        if enabled:
+            unet.enable_adapters()
+        else:
+            unet.disable_adapters()
 
 
 def merge_adapters(model: AnimateAnyone, names: Sequence[str], weights: Sequence[float], parts: Sequence[str]) -> None:
@@ -155,7 +160,7 @@ def save_adapter(model: AnimateAnyone, name: str, directory: str | Path, parts: 
     rank = _rank_of(model, name, parts[0])
     with atomic_dir(directory) as tmp, _quiet_diffusers():
         for part in parts:
-            getattr(model, part).save_lora_adapter(tmp / part, adapter_name=name)
+            getattr(model, part).save_lora_adapter(tmp / part, adapter_name=name, weight_name=LORA_WEIGHT_NAME_SAFE)
         (tmp / ADAPTER_FILE).write_text(
             json.dumps({"name": name, "rank": rank, "parts": list(parts), **(info or {})}, indent=2, sort_keys=True) + "\n"
         )
@@ -193,7 +198,9 @@ def load_adapter(model: AnimateAnyone, directory: str | Path, name: str | None =
             raise AdapterError(f"{part} already has an adapter named {name!r}; load it under another name")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
-            getattr(model, part).load_lora_adapter(Path(directory) / part, prefix=None, adapter_name=name)
+            getattr(model, part).load_lora_adapter(
+                Path(directory) / part, prefix=None, adapter_name=name, weight_name=LORA_WEIGHT_NAME_SAFE
+            )
     model.check_wiring()
     return name
 

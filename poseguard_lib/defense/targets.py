@@ -91,7 +91,8 @@ def _check_references(references: np.ndarray, height: int, width: int) -> np.nda
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    """uint8 (H, W, 3) → float (3, H, W) in [0, 1] (a copy: reference frames may be read-only)."""
+    return torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0
 
 
 class UnsafePairDataset(Dataset):

@@ -63,17 +63,22 @@ def sampling_scheduler(model: AnimateAnyone, sampling: SamplingSettings) -> DDIM
     return scheduler
 
 
-def _with_unconditional(conditions: ReferenceConditions) -> ReferenceConditions:
-    """Stack unconditional rows (no reference, zero embedding) above the conditional ones."""
-    return ReferenceConditions(
+def _with_unconditional(
+    conditions: ReferenceConditions, pose_features: torch.Tensor, guidance_scale: float
+) -> tuple[ReferenceConditions, torch.Tensor]:
+    """Under guidance, stack unconditional rows (no reference, zero embedding, same pose) on top."""
+    if guidance_scale <= 1.0:
+        return conditions, pose_features
+    unconditional = ReferenceConditions(
         bank=conditions.bank,
         rows=torch.cat([torch.full_like(conditions.rows, -1), conditions.rows]),
         image_embeds=torch.cat([torch.zeros_like(conditions.image_embeds), conditions.image_embeds]),
     )
+    return unconditional, torch.cat([pose_features, pose_features])
 
 
-def _guided_step(model, scheduler, latents, t, conditions, pose_features, guidance_scale, video_unet=None):
-    """One DDIM step with classifier-free guidance (skipped at scale 1: no unconditional rows)."""
+def _guided_prediction(model, latents, t, conditions, pose_features, guidance_scale, video_unet=None):
+    """The denoiser's v for ``latents`` at step ``t``, with classifier-free guidance above scale 1."""
     guided = guidance_scale > 1.0
     model_input = torch.cat([latents, latents]) if guided else latents
     timesteps = torch.full((model_input.shape[0],), int(t), dtype=torch.long, device=latents.device)
@@ -96,7 +101,7 @@ def generate_images(
     sampling: SamplingSettings,
     *,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int = 16,
     progress: bool = True,
 ) -> torch.Tensor:
     """Pose → image with the 2D denoiser: ``references`` (N, 3, H, W) or one (3, H, W) for all,
@@ -120,14 +125,12 @@ def generate_images(
     bar = tqdm(total=n * len(scheduler.timesteps), desc="sampling images", unit="step", disable=not progress)
     for start in range(0, n, batch_size):
         part = slice(start, start + batch_size)
-        conditions = model.reference_conditions(references[part])
-        pose_features = model.pose_features(poses[part])
-        if sampling.guidance_scale > 1.0:
-            conditions = _with_unconditional(conditions)
-            pose_features = torch.cat([pose_features, pose_features])
+        conditions, pose_features = _with_unconditional(
+            model.reference_conditions(references[part]), model.pose_features(poses[part]), sampling.guidance_scale
+        )
         latents = noise[part].to(model.device) * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
-            prediction = _guided_step(model, scheduler, latents, t, conditions, pose_features, sampling.guidance_scale)
+            prediction = _guided_prediction(model, latents, t, conditions, pose_features, sampling.guidance_scale)
             latents = scheduler.step(prediction, t, latents).prev_sample
             bar.update(latents.shape[0])
         outputs.append(model.decode(latents).cpu())
@@ -190,12 +193,11 @@ def generate_video(
                 rows=reference_conditions.rows.repeat(len(group)),
                 image_embeds=reference_conditions.image_embeds.expand(len(group), -1, -1),
             )
-            features = torch.cat([pose_features[w] for w in group])
-            if sampling.guidance_scale > 1.0:
-                conditions = _with_unconditional(conditions)
-                features = torch.cat([features, features])
-            prediction = _guided_step(
-                model, scheduler, clips, t, conditions, features, sampling.guidance_scale, video_unet=video_unet
+            conditions, features = _with_unconditional(
+                conditions, torch.cat([pose_features[w] for w in group]), sampling.guidance_scale
+            )
+            prediction = _guided_prediction(
+                model, clips, t, conditions, features, sampling.guidance_scale, video_unet=video_unet
             )
             for w, clip_prediction in zip(group, prediction):
                 summed[0, :, w] += clip_prediction

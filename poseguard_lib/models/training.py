@@ -118,15 +118,22 @@ def step_generator(seed: int, stage: Stage, step: int, process: int) -> torch.Ge
     return torch.Generator("cpu").manual_seed(int(state))
 
 
-def draw_batch(dataset, batch_size: int, latent_shape: Sequence[int], settings: TrainSettings, generator):
-    """Indices, noise (with offset), timesteps and condition drops for one step."""
+def draw_batch(
+    dataset, batch_size: int, latent_shape: Sequence[int], settings: TrainSettings, generator, offset_group: int = 1
+):
+    """Indices, noise (with offset), timesteps and condition drops for one step.
+
+    The noise offset is one value per channel of a sample (per clip for videos); in patched
+    pixel space the ``offset_group`` channels of one colour share it, so it shifts the colour
+    of the whole image, as the offset is meant to, rather than painting a 2×2 pattern.
+    """
     indices = torch.randint(len(dataset), (batch_size,), generator=generator).tolist()
     items = [dataset[i] for i in indices]
     batch = {key: torch.stack([item[key] for item in items]) for key in ("reference", "pose", "target")}
     noise = torch.randn((batch_size, *latent_shape), generator=generator)
-    offset_shape = (batch_size, latent_shape[0]) + (1,) * (len(latent_shape) - 1)
-    noise = noise + settings.noise_offset * torch.randn(offset_shape, generator=generator)
-    batch["noise"] = noise
+    channels, rest = latent_shape[0], (1,) * (len(latent_shape) - 1)
+    offset = torch.randn((batch_size, channels // offset_group, *rest), generator=generator)
+    batch["noise"] = noise + settings.noise_offset * offset.repeat_interleave(offset_group, dim=1)
     batch["timesteps"] = torch.randint(0, 1000, (batch_size,), generator=generator)
     batch["with_reference"] = torch.rand(batch_size, generator=generator) >= settings.condition_dropout
     return batch
@@ -205,13 +212,14 @@ def train_stage(
         state = _read_state(resume_from)
         start, history = state["step"], state["history"]
     sample_shape = _latent_shape(model, dataset[0]["target"])
+    offset_group = 1 if model.vae is not None else model.downscale**2
 
     objective.train()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"stage {stage}", disable=not progress)
     for step in bar:
         began = time.perf_counter()
         generator = step_generator(seed, stage, step, accelerator.process_index)
-        batch = draw_batch(dataset, batch_size, sample_shape, settings, generator)
+        batch = draw_batch(dataset, batch_size, sample_shape, settings, generator, offset_group)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with autocast:
             loss = objective(**batch)

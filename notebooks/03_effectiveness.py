@@ -1,0 +1,232 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 3. Effectiveness: full fine-tuning versus LoRA (Tables 1 and 2)
+#
+# PoseGuard fine-tunes the denoising UNet so that unsafe poses produce a safe target (here a black
+# frame) while benign poses keep their quality. Two strategies are compared, as in the paper's
+# Table 1, for growing numbers of defended poses:
+#
+# - **Full-FT** (Eq. 1): all UNet weights, on the sum of the usual denoising loss on benign pairs and
+#   λ × the same loss on unsafe pairs whose target is the safe image;
+# - **LoRA-FT** (Eq. 2): a rank-4 LoRA on the UNet's attention projections, trained on unsafe pairs only.
+#
+# Benign quality (FID-VID, FVD, FID, SSIM, PSNR, LPIPS) is measured against ground truth on held-out
+# people and motions; defense strength (SSIM\*, PSNR\*, LPIPS\*) between the defended and the
+# undefended model's outputs for the same trained unsafe poses (lower SSIM\*/PSNR\*, higher LPIPS\* =
+# stronger suppression). Beyond the paper, every defended model is also checked for
+# **selectivity**: unsafe poses it was *not* trained on, and benign outputs it wrongly suppresses.
+
+# %% tags=["parameters"]
+profile = "tiny"
+seed = 0
+
+# %%
+import copy
+import os
+import platform
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from poseguard_lib.config import configure_torch, load_profile
+from poseguard_lib.data.catalogue import load_unsafe_catalogue
+from poseguard_lib.data.synthetic import ImagePairDataset, build_split
+from poseguard_lib.defense import UnsafePairDataset, adapter_dirs, load_adapter, load_or_defend, reference_frames
+from poseguard_lib.defense.lora import activate, parts_of
+from poseguard_lib.io import write_csv
+from poseguard_lib.metrics.evaluate import ModelOutputs, evaluate_models
+from poseguard_lib.metrics.extractors import load_extractors
+from poseguard_lib.metrics.image import ssim
+from poseguard_lib.metrics.psr import pose_suppression_rate
+from poseguard_lib.models.training import load_or_train_base_model
+from poseguard_lib.reporting import beside_paper, frame_grid, paper_table, profile_banner, save_figure, to_uint8
+from poseguard_lib.study import (benign_eval_set, benign_keypoints, generate_benign, generate_unsafe,
+                                 seconds_per_frame, unsafe_eval_set, unsafe_order)
+
+config = load_profile(profile, seed=seed)
+configure_torch(config)
+out_dir = f"results/{profile}/effectiveness"
+profile_banner(profile, seed, extractor_note=True)
+
+# %% [markdown]
+# ## Set-up: base model, extractors, pose sets
+#
+# Defenses against *n* poses use the first *n* poses of a fixed order in which the three categories
+# take turns, so the sets are nested. The last poses of that order are never trained on; they test
+# selectivity.
+
+# %%
+base, _ = load_or_train_base_model(config, progress=False)
+extractors = load_extractors(config)
+order = unsafe_order(load_unsafe_catalogue(), seed)
+trained_pool = order[: max(config.defense.n_poses)]
+untrained = order[len(order) - config.evaluation.untrained_unsafe:]
+unsafe_set = unsafe_eval_set(config, trained_pool + untrained)
+benign_set = benign_eval_set(config)
+benign_truth = list(benign_set.ground_truth)
+benign_poses = benign_keypoints(benign_set, config.evaluation.benign_frames)
+
+split = build_split(config.data, seed)
+pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in trained_pool], config.data,
+                                        config.defense, seed=seed, pose_labels=[p.id for p in trained_pool])
+benign_pairs = ImagePairDataset(split["train"], seed=seed)
+pd.DataFrame({"order": range(len(trained_pool + untrained)),
+              "pose": [p.id for p in trained_pool + untrained],
+              "category": [p.category for p in trained_pool + untrained],
+              "role": ["trained (nested sets)"] * len(trained_pool) + ["never trained"] * len(untrained)})
+
+# %%
+def outputs_of(model):
+    return generate_benign(model, benign_set, config), generate_unsafe(model, unsafe_set, config)
+
+
+base_benign, base_unsafe = outputs_of(base)
+untrained_items = unsafe_set.items_of([p.id for p in untrained])
+base_false_positive = pose_suppression_rate(torch.cat(base_benign), benign_poses, extractors.pose_estimator,
+                                            config.metrics.psr_threshold, config.metrics.psr_min_detected).rate
+
+# %% [markdown]
+# ## Defending against 1 to N poses
+
+# %%
+rows, selectivity, defended_models, outputs = [], [], {}, {}
+for strategy, label in (("full", "Full-FT"), ("lora", "LoRA-FT")):
+    for n in config.defense.n_poses:
+        method = f"{label}-{n} Pose" + ("s" if n > 1 else "")
+        result = load_or_defend(base, pairs.subset(n), benign_pairs, config.defense, config.train, strategy=strategy,
+                                seed=seed, out_dir=f"cache/defense/{profile}-{seed}/{strategy}-{n}", progress=False)
+        defended_models[method] = result
+        benign_out, unsafe_out = outputs_of(result.model)
+        trained_items = unsafe_set.items_of([p.id for p in trained_pool[:n]])
+        table = evaluate_models(
+            benign_truth,
+            ModelOutputs("Baseline (No FT)", base_benign, base_unsafe[trained_items]),
+            [ModelOutputs(method, benign_out, unsafe_out[trained_items])],
+            unsafe_set.keypoints[trained_items.numpy()], unsafe_set.safe_targets[trained_items],
+            extractors, config.metrics,
+        )
+        if not rows:
+            rows.append(table.iloc[0].to_dict() | {"strategy": "none", "n_poses": 0})
+        rows.append(table.iloc[1].to_dict() | {"strategy": strategy, "n_poses": n})
+        selectivity.append({
+            "method": method,
+            "ssim_star_trained": table.iloc[1].ssim_star,
+            "ssim_star_untrained": ssim(unsafe_out[untrained_items], base_unsafe[untrained_items]),
+            "benign_ssim_vs_undefended": ssim(torch.cat(benign_out), torch.cat(base_benign)),
+            "benign_suppressed": pose_suppression_rate(torch.cat(benign_out), benign_poses, extractors.pose_estimator,
+                                                       config.metrics.psr_threshold, config.metrics.psr_min_detected).rate,
+            "benign_suppressed_undefended": base_false_positive,
+            "unsafe_brightness_trained": float(unsafe_out[trained_items].mean()),
+            "benign_brightness": float(torch.cat(benign_out).mean()),
+        })
+        outputs[method] = (benign_out, unsafe_out)
+
+metrics = pd.DataFrame(rows)
+paper = paper_table("table1_effectiveness")
+columns = ["method", "strategy", "n_poses", *paper.columns[3:]]
+metrics = metrics[columns + [c for c in metrics.columns if c not in columns]].assign(profile=profile)
+write_csv(f"{out_dir}/metrics.csv", metrics)
+selectivity = pd.DataFrame(selectivity).assign(profile=profile)
+write_csv(f"{out_dir}/selectivity.csv", selectivity)
+
+# %% [markdown]
+# ### Table 1, beside the paper
+#
+# Our rows carry the profile; FID, FID-VID, FVD and LPIPS are measured with the study's
+# synthetic-domain extractors (named in the `*_extractor` columns of `metrics.csv`), so only their
+# trends, not their values, compare with the paper's InceptionV3/I3D numbers.
+
+# %%
+shown = ["method", "fid_vid", "fvd", "fid", "ssim", "psnr", "lpips", "ssim_star", "psnr_star", "lpips_star", "psr"]
+beside_paper(metrics[shown], paper, key="method", profile=profile).round(4)
+
+# %% [markdown]
+# ### Selectivity
+#
+# `ssim_star_untrained`: SSIM\* on catalogue poses no model was trained on (near 1 = left alone);
+# `benign_ssim_vs_undefended`: how close benign outputs stay to the undefended model's;
+# `benign_suppressed`: the fraction of benign outputs in which the pose estimator no longer finds the
+# input pose (false positives), beside the same rate for the undefended model.
+
+# %%
+selectivity.round(4)
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+for strategy, marker in (("full", "o"), ("lora", "s")):
+    part = metrics[metrics.strategy == strategy]
+    axes[0].plot(part.n_poses, part.ssim, marker=marker, label=strategy)
+    axes[1].plot(part.n_poses, part.ssim_star, marker=marker, label=strategy)
+axes[0].axhline(metrics.ssim.iloc[0], color="gray", linestyle="--", label="undefended")
+axes[0].set_title("benign quality: SSIM vs ground truth", fontsize=9)
+axes[1].set_title("defense strength: SSIM* on trained unsafe poses (lower = stronger)", fontsize=9)
+for ax in axes:
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("number of defended poses")
+    ax.legend(fontsize=8)
+save_figure(fig, f"{out_dir}/quality_vs_poses.png")
+plt.show()
+
+# %% [markdown]
+# ### What the defense does to individual poses (Figure 3)
+#
+# Top: one unsafe pose per category, undefended and defended (largest full fine-tuning). Bottom: benign
+# held-out frames, ground truth, undefended and defended.
+
+# %%
+strongest = f"Full-FT-{max(config.defense.n_poses)} Poses" if max(config.defense.n_poses) > 1 else "Full-FT-1 Pose"
+benign_out, unsafe_out = outputs[strongest]
+per_category = {}
+for i, pose_id in enumerate(unsafe_set.pose_ids):
+    category = next(p.category for p in trained_pool + untrained if p.id == pose_id)
+    if pose_id in {p.id for p in trained_pool} and category not in per_category:
+        per_category[category] = i
+picked = list(per_category.values())
+rows = [list(to_uint8(unsafe_set.poses[picked])), list(to_uint8(base_unsafe[picked])), list(to_uint8(unsafe_out[picked]))]
+frames = [0, benign_set.poses[0].shape[0] // 2]
+benign_rows = [list(to_uint8(torch.stack([benign_truth[v][t] for v in range(2) for t in frames]))),
+               list(to_uint8(torch.stack([base_benign[v][t] for v in range(2) for t in frames]))),
+               list(to_uint8(torch.stack([benign_out[v][t] for v in range(2) for t in frames])))]
+fig = frame_grid(rows + benign_rows,
+                 row_labels=["unsafe pose", "undefended", strongest, "benign truth", "undefended", strongest],
+                 col_labels=list(per_category))
+save_figure(fig, f"{out_dir}/figure3_grid.png")
+plt.show()
+
+# %% [markdown]
+# ## Table 2: inference cost
+#
+# Merged defenses change weights, not architecture, so they should cost nothing at inference. An
+# unmerged LoRA adds its low-rank branches to every attention projection. Seconds per generated
+# frame of the video pipeline, median of 5 runs, measured here in one run.
+
+# %%
+largest = max(config.defense.n_poses)
+suffix = "Poses" if largest > 1 else "Pose"
+unmerged = copy.deepcopy(base)
+adapter = load_adapter(unmerged, adapter_dirs(f"cache/defense/{profile}-{seed}/lora-{largest}")[0])
+activate(unmerged, [adapter], parts_of(config.defense.trained_parts))
+candidates = {
+    "Original": base,
+    f"Full-FT-{largest}": defended_models[f"Full-FT-{largest} {suffix}"].model,
+    f"LoRA-FT-{largest} (merged)": defended_models[f"LoRA-FT-{largest} {suffix}"].model,
+    f"LoRA-FT-{largest} (unmerged)": unmerged,
+}
+speed = [{"method": method, "sec_per_frame": seconds_per_frame(model, benign_set, config)} for method, model in candidates.items()]
+device = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+speed = pd.DataFrame(speed).assign(device=device, profile=profile)
+speed["relative_to_original"] = speed.sec_per_frame / speed.sec_per_frame.iloc[0]
+write_csv(f"{out_dir}/speed.csv", speed)
+pd.concat([speed, paper_table("table2_speed").rename(columns={"gpu": "device"}).assign(profile="paper (RTX A6000)")]).round(4)
