@@ -118,6 +118,7 @@ class TrainSettings(Section):
     stage2_learning_rate: float = Field(gt=0)
     checkpoint_every: int = Field(gt=0)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     train_image_encoder: bool = False
     condition_dropout: float = Field(default=0.1, ge=0, lt=1)
     noise_offset: float = Field(default=0.05, ge=0)

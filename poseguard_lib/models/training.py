@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import time
@@ -109,6 +110,17 @@ def trainable_parameters(model: AnimateAnyone, stage: Stage, settings: TrainSett
     for part in parts:
         part.requires_grad_(True)
     return [p for part in parts for p in part.parameters()]
+
+
+def learning_rate_factor(schedule: str, step: int, steps: int) -> float:
+    """Multiplier of the base learning rate at ``step`` (a pure function: resumes need no state).
+
+    ``constant`` is Moore's; ``cosine`` anneals to zero over the stage, which a from-scratch
+    model trained for a few thousand steps needs to shed the last of its sampling noise.
+    """
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * step / steps))
 
 
 # ----------------------------------------------------------------------------- randomness
@@ -218,6 +230,8 @@ def train_stage(
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"stage {stage}", disable=not progress)
     for step in bar:
         began = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = lr * learning_rate_factor(settings.lr_schedule, step, steps)
         generator = step_generator(seed, stage, step, accelerator.process_index)
         batch = draw_batch(dataset, batch_size, sample_shape, settings, generator, offset_group)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
