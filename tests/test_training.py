@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.data import Dataset
 
@@ -11,6 +12,7 @@ from poseguard_lib.models.training import (
     ImageObjective,
     draw_batch,
     latest_checkpoint,
+    learning_rate_factor,
     load_or_train_base_model,
     min_snr_weights,
     train_stage,
@@ -96,18 +98,34 @@ def test_overfitting_a_tiny_set_lowers_the_loss(tmp_path):
     assert after < 0.7 * before, (before, after)
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    data = RandomPairs(8)
-    full_settings = _settings(stage1_steps=6, batch_size=2, checkpoint_every=2)
-    uninterrupted = build_model(PROFILE.model, seed=0)
-    history = train_stage(uninterrupted, 1, data, full_settings, seed=3, checkpoint_dir=tmp_path / "a", progress=False)
+class CrashingPairs(RandomPairs):
+    """Raises once ``crash_after`` items have been read, like a run killed mid-training."""
 
-    first = build_model(PROFILE.model, seed=0)
-    train_stage(first, 1, data, _settings(stage1_steps=3, batch_size=2, checkpoint_every=2), seed=3,
-                checkpoint_dir=tmp_path / "b", progress=False)
-    assert latest_checkpoint(tmp_path / "b").name == "step_0000003"
-    resumed = build_model(PROFILE.model, seed=0)  # a fresh process would start like this
-    resumed_history = train_stage(resumed, 1, data, full_settings, seed=3, checkpoint_dir=tmp_path / "b", progress=False)
+    def __init__(self, n: int, crash_after: int):
+        super().__init__(n)
+        self.reads_left = crash_after
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if self.reads_left == 0:
+            raise RuntimeError("simulated crash")
+        self.reads_left -= 1
+        return super().__getitem__(index)
+
+
+def test_resume_after_a_crash_reproduces_an_uninterrupted_run(tmp_path):
+    settings = _settings(stage1_steps=6, batch_size=2, checkpoint_every=2, lr_schedule="cosine")
+    uninterrupted = build_model(PROFILE.model, seed=0)
+    history = train_stage(uninterrupted, 1, RandomPairs(8), settings, seed=3, checkpoint_dir=tmp_path / "a", progress=False)
+
+    crashing = build_model(PROFILE.model, seed=0)
+    # 1 read for the sample shape, 2 per step: the crash hits step 4, after the step-2 checkpoint
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_stage(crashing, 1, CrashingPairs(8, crash_after=1 + 2 * 3 + 1), settings, seed=3,
+                    checkpoint_dir=tmp_path / "b", progress=False)
+    assert latest_checkpoint(tmp_path / "b").name == "step_0000002"
+    # another initialisation on purpose: equal results can only come from the checkpoint
+    resumed = build_model(PROFILE.model, seed=1)
+    resumed_history = train_stage(resumed, 1, RandomPairs(8), settings, seed=3, checkpoint_dir=tmp_path / "b", progress=False)
 
     assert [h["loss"] for h in resumed_history] == [h["loss"] for h in history]
     for (name, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
@@ -115,6 +133,12 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     checkpoint = latest_checkpoint(tmp_path / "b")
     assert checkpoint.name == "step_0000006" and (checkpoint / "model.safetensors").exists()
     assert len(list((tmp_path / "b").glob("step_*"))) == 2  # older checkpoints are pruned
+
+
+def test_cosine_schedule_anneals_to_zero():
+    assert learning_rate_factor("constant", 7, 10) == 1.0
+    factors = [learning_rate_factor("cosine", step, 10) for step in range(10)]
+    assert factors[0] == 1.0 and all(a > b for a, b in zip(factors, factors[1:])) and factors[-1] < 0.03
 
 
 def test_stage_two_trains_only_motion_modules(tmp_path):
