@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from poseguard_lib.config import DataSettings, DefenseSettings
 from poseguard_lib.io import sha256_json
+from poseguard_lib.data.synthetic import to_tensor
 from poseguard_lib.pose.draw import condition_image
 from poseguard_lib.pose.io import pose_to_data
 from poseguard_lib.pose.skeleton import Pose
@@ -88,11 +89,6 @@ def _check_references(references: np.ndarray, height: int, width: int) -> np.nda
             "resize them first"
         )
     return references
-
-
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) → float (3, H, W) in [0, 1] (a copy: reference frames may be read-only)."""
-    return torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0
 
 
 class UnsafePairDataset(Dataset):
@@ -187,7 +183,7 @@ class UnsafePairDataset(Dataset):
             reference = cv2.resize(box.crop(reference), (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         pose_image = condition_image(pose, self.height, self.width, self.detect_resolution)
         target = safe_target(reference, self.safe_target, self.blur_sigma)
-        return {"reference": _to_tensor(reference), "pose": _to_tensor(pose_image), "target": _to_tensor(target)}
+        return {"reference": to_tensor(reference), "pose": to_tensor(pose_image), "target": to_tensor(target)}
 
     def describe(self) -> dict:
         """What defines these pairs, for records and checkpoint fingerprints."""
