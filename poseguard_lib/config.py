@@ -131,7 +131,7 @@ class SamplingSettings(Section):
     """DDIM sampling as in Moore-AnimateAnyone (steps, guidance, context windows).
 
     ``beta_schedule``: Moore trains with ``scaled_linear`` but samples with ``linear`` (a known
-    mismatch kept for the released weights); the study's own models sample as they were trained.
+    mismatch kept for the released weights); ``small`` follows it too, chosen on training pairs.
     """
 
     num_inference_steps: int = Field(gt=0)
