@@ -447,12 +447,18 @@ def test_extractor_manifest_names_every_canonical_file():
             assert candidate.sha256 is None or len(candidate.sha256) == 64
 
 
+def _write_weight_file(root, candidate, content: bytes):
+    """Put ``content`` where the manifest expects ``candidate`` under ``root``."""
+    path = root / candidate.path
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    return path
+
+
 def test_an_alternative_file_name_is_accepted(tmp_path):
     root_env, entries = canonical.load_manifest()
     inception = entries["fid_inception"]
-    alternative = tmp_path / inception.candidates[1].path
-    alternative.parent.mkdir(parents=True)
-    alternative.write_bytes(b"pytorch-fid's copy")
+    alternative = _write_weight_file(tmp_path, inception.candidates[1], b"pytorch-fid's copy")
     with pytest.raises(canonical.ExtractorUnavailableError, match=f"corrupt or wrong weight file {alternative}"):
         canonical.verify_file(inception, tmp_path, root_env)  # found under its other name, then checked
 
@@ -460,9 +466,7 @@ def test_an_alternative_file_name_is_accepted(tmp_path):
 def test_corrupt_or_unpinned_weight_files(tmp_path):
     root_env, entries = canonical.load_manifest()
     alexnet = entries["lpips_alexnet"]
-    path = tmp_path / alexnet.candidates[0].path
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"not the alexnet weights")
+    path = _write_weight_file(tmp_path, alexnet.candidates[0], b"not the alexnet weights")
     with pytest.raises(canonical.ExtractorUnavailableError, match="corrupt or wrong weight file .*alexnet-owt"):
         canonical.verify_file(alexnet, tmp_path, root_env)
 
