@@ -107,6 +107,8 @@ class TrainSettings(Section):
     ``train_image_encoder``: the paper's CLIP encoder is pretrained and frozen; the tiny/small
     encoders are random-init, so a frozen one would feed the cross-attention a random projection
     of the reference and they are trained with stage 1 instead (their cost is negligible).
+    ``hue_augment``: turn each training pair's colours by a random angle (see
+    ``data.synthetic._SeededDataset``); the paper profile's real videos show hundreds of people.
     """
 
     stage1_steps: int = Field(ge=0)
@@ -120,6 +122,7 @@ class TrainSettings(Section):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     lr_schedule: Literal["constant", "cosine"] = "constant"
     train_image_encoder: bool = False
+    hue_augment: bool = False
     condition_dropout: float = Field(default=0.1, ge=0, lt=1)
     noise_offset: float = Field(default=0.05, ge=0)
     snr_gamma: float = Field(default=5.0, gt=0)

@@ -134,6 +134,19 @@ def _crop_resize(images: np.ndarray, box: CropBox | None) -> np.ndarray:
     return np.stack([cv2.resize(box.crop(image), size, interpolation=cv2.INTER_LINEAR) for image in images])
 
 
+def rotate_hue(images: np.ndarray, angle: float) -> np.ndarray:
+    """Rotate the colours of uint8 (..., 3) images by ``angle`` radians about the grey axis.
+
+    A rotation about (1, 1, 1) keeps grey levels and brightness and turns every hue by the same
+    angle (red → green → blue at 2π/3 steps); values pushed out of range are clipped.
+    """
+    axis = np.full(3, 1 / np.sqrt(3))
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rotation = np.cos(angle) * np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * np.outer(axis, axis)
+    rotated = images.astype(np.float32) @ rotation.T.astype(np.float32)
+    return np.clip(np.rint(rotated), 0, 255).astype(np.uint8)
+
+
 def _check_videos(videos: Sequence[SyntheticVideo], crop_min_scale: float | None) -> tuple[SyntheticVideo, ...]:
     videos = tuple(videos)
     if not videos:
@@ -150,12 +163,19 @@ class _SeededDataset(Dataset):
     """Every item is a pure function of (seed, index): workers and reruns see the same samples.
 
     Subclasses list their items in ``_index`` as (video number, frame number) pairs.
+
+    ``hue_augment`` turns the colours of an item's reference and target frames (not its pose
+    images) by one random angle: with a few dozen people a generator can otherwise memorise
+    each person's colours instead of reading them from the reference.
     """
 
-    def __init__(self, videos: Sequence[SyntheticVideo], seed: int, crop_min_scale: float | None):
+    def __init__(
+        self, videos: Sequence[SyntheticVideo], seed: int, crop_min_scale: float | None, hue_augment: bool = False
+    ):
         self.videos = _check_videos(videos, crop_min_scale)
         self.seed = int(seed)
         self.crop_min_scale = crop_min_scale
+        self.hue_augment = hue_augment
         self._index: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
@@ -173,6 +193,12 @@ class _SeededDataset(Dataset):
         box, _ = random_crop(video.poses[frame], rng, height, width, min_scale=self.crop_min_scale)
         return box
 
+    def _recolour(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The frames with their hue turned by one random angle (``hue_augment``), else as they are."""
+        if not self.hue_augment:
+            return frames
+        return rotate_hue(frames, float(rng.uniform(0, 2 * np.pi)))
+
 
 class ImagePairDataset(_SeededDataset):
     """Stage 1: a reference frame, the target frame's pose image and the target frame.
@@ -183,8 +209,14 @@ class ImagePairDataset(_SeededDataset):
     With ``crop_min_scale`` the three images share one random crop, resized back to full size.
     """
 
-    def __init__(self, videos: Sequence[SyntheticVideo], seed: int = 0, crop_min_scale: float | None = None):
-        super().__init__(videos, seed, crop_min_scale)
+    def __init__(
+        self,
+        videos: Sequence[SyntheticVideo],
+        seed: int = 0,
+        crop_min_scale: float | None = None,
+        hue_augment: bool = False,
+    ):
+        super().__init__(videos, seed, crop_min_scale, hue_augment)
         self._index = [(v, t) for v, video in enumerate(self.videos) for t in range(len(video))]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -200,6 +232,7 @@ class ImagePairDataset(_SeededDataset):
         target_frame, pose, reference_frame = _crop_resize(
             np.stack([video.frames[target], video.pose_images[target], video.frames[reference]]), box
         )
+        target_frame, reference_frame = self._recolour(np.stack([target_frame, reference_frame]), rng)
         return {"reference": to_tensor(reference_frame), "pose": to_tensor(pose), "target": to_tensor(target_frame)}
 
 
@@ -211,9 +244,14 @@ class VideoClipDataset(_SeededDataset):
     """
 
     def __init__(
-        self, videos: Sequence[SyntheticVideo], clip_length: int, seed: int = 0, crop_min_scale: float | None = None
+        self,
+        videos: Sequence[SyntheticVideo],
+        clip_length: int,
+        seed: int = 0,
+        crop_min_scale: float | None = None,
+        hue_augment: bool = False,
     ):
-        super().__init__(videos, seed, crop_min_scale)
+        super().__init__(videos, seed, crop_min_scale, hue_augment)
         shortest = min(len(v) for v in self.videos)
         if not 1 <= clip_length <= shortest:
             raise ValueError(f"clip_length must be within 1..{shortest} (the shortest video), got {clip_length}")
@@ -230,8 +268,9 @@ class VideoClipDataset(_SeededDataset):
         stacked = np.concatenate([video.frames[clip], video.pose_images[clip], video.frames[reference : reference + 1]])
         images = _crop_resize(stacked, box)
         t = self.clip_length
+        frames = self._recolour(np.concatenate([images[:t], images[-1:]]), rng)
         return {
-            "reference": to_tensor(images[-1]),
+            "reference": to_tensor(frames[-1]),
             "pose": to_tensor(images[t : 2 * t]),
-            "target": to_tensor(images[:t]),
+            "target": to_tensor(frames[:t]),
         }

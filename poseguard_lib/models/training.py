@@ -316,8 +316,11 @@ def load_or_train_base_model(
     # No random crops: a run sees each training pair only a few times, so there is nothing to
     # regularise, and crops would move the training distribution away from the uncropped tests.
     train_videos = build_split(profile_cfg.data, profile_cfg.seed)["train"]
-    image_dataset = ImagePairDataset(train_videos, seed=profile_cfg.seed)
-    video_dataset = VideoClipDataset(train_videos, clip_length=profile_cfg.train.video_frames, seed=profile_cfg.seed)
+    hue_augment = profile_cfg.train.hue_augment
+    image_dataset = ImagePairDataset(train_videos, seed=profile_cfg.seed, hue_augment=hue_augment)
+    video_dataset = VideoClipDataset(
+        train_videos, clip_length=profile_cfg.train.video_frames, seed=profile_cfg.seed, hue_augment=hue_augment
+    )
     checkpoints = cache_root / f"{key}.checkpoints"
     began = time.perf_counter()
     model, history = train_base_model(profile_cfg, image_dataset, video_dataset, checkpoints, progress)
