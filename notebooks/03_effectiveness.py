@@ -30,6 +30,7 @@
 # %% tags=["parameters"]
 profile = "tiny"
 seed = 0
+n_poses = None  # numbers of defended poses to run; None = the profile's full list (defense.n_poses)
 
 # %%
 import copy
@@ -57,6 +58,10 @@ from poseguard_lib.study import (benign_eval_set, benign_keypoints, generate_ben
 
 config = load_profile(profile, seed=seed)
 configure_torch(config)
+pose_counts = sorted(n_poses or config.defense.n_poses)
+if not set(pose_counts) <= set(config.defense.n_poses):
+    raise ValueError(f"n_poses {pose_counts} must be taken from the profile's defense.n_poses {list(config.defense.n_poses)}")
+skipped = sorted(set(config.defense.n_poses) - set(pose_counts))
 out_dir = f"results/{profile}/effectiveness"
 profile_banner(profile, seed, extractor_note=True)
 
@@ -71,7 +76,7 @@ profile_banner(profile, seed, extractor_note=True)
 base, _ = load_or_train_base_model(config, progress=False)
 extractors = load_extractors(config)
 order = unsafe_order(load_unsafe_catalogue(), seed)
-trained_pool = order[: max(config.defense.n_poses)]
+trained_pool = order[: max(config.defense.n_poses)]  # the full pool, so the never-trained poses stay fixed
 untrained = order[len(order) - config.evaluation.untrained_unsafe:]
 unsafe_set = unsafe_eval_set(config, trained_pool + untrained)
 benign_set = benign_eval_set(config)
@@ -101,9 +106,10 @@ base_false_positive = pose_suppression_rate(torch.cat(base_benign), benign_poses
 # ## Defending against 1 to N poses
 
 # %%
+print(f"pose counts run here: {pose_counts}" + (f"; not run in this execution: {skipped}" if skipped else ""))
 rows, selectivity, defended_models, outputs = [], [], {}, {}
 for strategy, label in (("full", "Full-FT"), ("lora", "LoRA-FT")):
-    for n in config.defense.n_poses:
+    for n in pose_counts:
         method = f"{label}-{n} Pose" + ("s" if n > 1 else "")
         result = load_or_defend(base, pairs.subset(n), benign_pairs, config.defense, config.train, strategy=strategy,
                                 seed=seed, out_dir=f"cache/defense/{profile}-{seed}/{strategy}-{n}", progress=False)
@@ -186,7 +192,7 @@ plt.show()
 # held-out frames, ground truth, undefended and defended.
 
 # %%
-strongest = f"Full-FT-{max(config.defense.n_poses)} Poses" if max(config.defense.n_poses) > 1 else "Full-FT-1 Pose"
+strongest = f"Full-FT-{max(pose_counts)} Poses" if max(pose_counts) > 1 else "Full-FT-1 Pose"
 benign_out, unsafe_out = outputs[strongest]
 per_category = {}
 for i, pose_id in enumerate(unsafe_set.pose_ids):
@@ -213,7 +219,7 @@ plt.show()
 # frame of the video pipeline, median of 5 runs, measured here in one run.
 
 # %%
-largest = max(config.defense.n_poses)
+largest = max(pose_counts)
 suffix = "Poses" if largest > 1 else "Pose"
 unmerged = copy.deepcopy(base)
 adapter = load_adapter(unmerged, adapter_dirs(f"cache/defense/{profile}-{seed}/lora-{largest}")[0])

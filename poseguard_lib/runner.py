@@ -7,7 +7,9 @@ notebooks to ``book/<profile>/``, one ``provenance.json`` per experiment under
 are errors) into ``_build/<profile>/``. The committed ``_toc.yml`` is the reader's book:
 the small profile.
 
-Usage: ``python -m poseguard_lib.runner reproduce --profile tiny`` or ``... book --profile small``.
+Usage: ``python -m poseguard_lib.runner reproduce --profile tiny`` or ``... book --profile small``;
+``--param NAME=VALUE`` (VALUE read as YAML) overrides another parameter of the selected notebooks,
+e.g. ``--only 03_effectiveness --param 'n_poses=[1, 4]'`` to run part of a long experiment.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def _device() -> str:
     return f"CPU: {cpu} ({os.cpu_count()} cores)"
 
 
-def provenance(profile: str, seed: int, wall_time_s: float) -> dict:
+def provenance(profile: str, seed: int, wall_time_s: float, parameters: dict | None = None) -> dict:
     """What a reader needs to trust (or redo) a result: code, config, seed, packages, device."""
     config = load_profile(profile, seed=seed)
     versions = {}
@@ -94,6 +96,7 @@ def provenance(profile: str, seed: int, wall_time_s: float) -> dict:
         "profile": profile,
         "config_sha256": config.digest(),
         "seed": seed,
+        "parameters": parameters or {},
         "python": platform.python_version(),
         "packages": versions,
         "device": _device(),
@@ -102,11 +105,11 @@ def provenance(profile: str, seed: int, wall_time_s: float) -> dict:
     }
 
 
-def _check_parameters_cell(nb: nbformat.NotebookNode, path: Path) -> None:
+def _check_parameters_cell(nb: nbformat.NotebookNode, path: Path, extra: tuple[str, ...] = ()) -> None:
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise NotebookFailed(f"{path.name}: expected exactly one cell tagged 'parameters', found {len(tagged)}")
-    for name in ("profile", "seed"):
+    for name in ("profile", "seed", *extra):
         if f"{name} =" not in tagged[0].source:
             raise NotebookFailed(f"{path.name}: the parameters cell must define {name!r}")
 
@@ -115,7 +118,7 @@ def execute(notebook: Path, profile: str, seed: int = 0, extra_parameters: dict 
     """Run one notebook for ``profile``; return the executed notebook's path in ``book/<profile>/``."""
     load_profile(profile, seed=seed)  # fail before starting a kernel on a bad profile
     nb = jupytext.read(notebook)
-    _check_parameters_cell(nb, notebook)
+    _check_parameters_cell(nb, notebook, tuple(extra_parameters or ()))
     output = BOOK_DIR / profile / f"{notebook.stem}.ipynb"
     parameters = {"profile": profile, "seed": seed, **(extra_parameters or {})}
     started = time.perf_counter()
@@ -140,7 +143,7 @@ def execute(notebook: Path, profile: str, seed: int = 0, extra_parameters: dict 
         nbformat.write(executed, tmp)
     write_json(
         RESULTS_DIR / profile / experiment_name(notebook) / "provenance.json",
-        provenance(profile, seed, time.perf_counter() - started),
+        provenance(profile, seed, time.perf_counter() - started, extra_parameters),
     )
     return output
 
@@ -170,16 +173,34 @@ def build_book(profile: str) -> Path:
     return out / "_build" / "html"
 
 
-def reproduce(profile: str, seed: int = 0, only: list[str] | None = None) -> Path:
+def parse_parameters(assignments: list[str] | None) -> dict:
+    """``["n_poses=[1, 4]", ...]`` → ``{"n_poses": [1, 4]}`` (values read as YAML)."""
+    parameters = {}
+    for assignment in assignments or []:
+        name, sep, value = assignment.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"--param expects NAME=VALUE, got {assignment!r}")
+        if name.strip() in ("profile", "seed"):
+            raise ValueError(f"set {name.strip()} with --{name.strip()}, not --param")
+        try:
+            parameters[name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--param {name.strip()}: {value!r} is not a YAML value ({err})") from None
+    return parameters
+
+
+def reproduce(profile: str, seed: int = 0, only: list[str] | None = None, parameters: dict | None = None) -> Path:
     """Run every notebook (or those named in ``only``) for ``profile``, then build the book."""
     load_profile(profile, seed=seed)
     selected = [nb for nb in notebooks() if not only or nb.stem in only or experiment_name(nb) in only]
     if only and not selected:
         raise ValueError(f"no notebook matches {only}; notebooks: {[nb.stem for nb in notebooks()]}")
+    for notebook in selected:  # every notebook must take the parameters before any runs
+        _check_parameters_cell(jupytext.read(notebook), notebook, tuple(parameters or ()))
     for notebook in selected:
         print(f"[{profile}] running {notebook.name} ...", flush=True)
         started = time.perf_counter()
-        execute(notebook, profile, seed)
+        execute(notebook, profile, seed, parameters)
         print(f"[{profile}] {notebook.name} done in {time.perf_counter() - started:.0f} s", flush=True)
     html = build_book(profile)
     print(f"[{profile}] book built: {html / 'index.html'}", flush=True)
@@ -193,12 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--profile", default="tiny", help=f"one of {', '.join(PROFILES)}")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--only", nargs="*", help="notebook stems or experiment names to run (default: all)")
+    run.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="another notebook parameter, VALUE in YAML (repeatable); every selected notebook must define it")
     book = sub.add_parser("book", help="build the book from already executed notebooks")
     book.add_argument("--profile", default="tiny", help=f"one of {', '.join(PROFILES)}")
     args = parser.parse_args(argv)
     try:
         if args.command == "reproduce":
-            reproduce(args.profile, args.seed, args.only)
+            reproduce(args.profile, args.seed, args.only, parse_parameters(args.param))
         else:
             print(build_book(args.profile) / "index.html")
     except (NotebookFailed, ValueError, RuntimeError) as err:

@@ -59,3 +59,28 @@ def test_a_notebook_without_parameters_cell_is_refused(tmp_path):
 def test_unknown_profile_is_refused_before_running():
     with pytest.raises(ValueError, match="allowed profiles"):
         runner.reproduce("medium")
+
+
+def test_extra_parameters_are_read_as_yaml_and_bad_ones_refused():
+    assert runner.parse_parameters(["n_poses=[1, 4]", "label=full run"]) == {"n_poses": [1, 4], "label": "full run"}
+    for bad, message in (("n_poses", "NAME=VALUE"), ("seed=3", "--seed"), ("x=[1,", "not a YAML value")):
+        with pytest.raises(ValueError, match=message):
+            runner.parse_parameters([bad])
+
+
+def test_a_parameter_a_notebook_does_not_take_is_refused_before_anything_runs():
+    with pytest.raises(runner.NotebookFailed, match="01_data.py: the parameters cell must define 'n_poses'"):
+        runner.reproduce("tiny", only=["01_data"], parameters={"n_poses": [1]})
+
+
+def test_extra_parameters_reach_the_notebook_and_its_provenance(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(runner, "BOOK_DIR", tmp_path / "book")
+    notebook = tmp_path / "97_echo.py"
+    notebook.write_text(
+        '# %% tags=["parameters"]\nprofile = "tiny"\nseed = 0\nn_poses = None\n\n'
+        "# %%\nassert n_poses == [1, 4], n_poses\n"
+    )
+    runner.execute(notebook, "tiny", extra_parameters={"n_poses": [1, 4]})
+    record = json.loads((tmp_path / "results" / "tiny" / "echo" / "provenance.json").read_text())
+    assert record["parameters"] == {"n_poses": [1, 4]}

@@ -409,6 +409,10 @@ def test_cache_key_follows_version_and_settings(tiny_cfg, monkeypatch):
     assert synthetic.extractor_cache_key(tiny_cfg.model_copy(update={"seed": 1})) != key
     stricter = tiny_cfg.model_copy(update={"metrics": tiny_cfg.metrics.model_copy(update={"psr_threshold": 0.05})})
     assert synthetic.extractor_cache_key(stricter) == key  # judging PSR differently needs no new extractor
+    more_people = tiny_cfg.model_copy(update={"data": tiny_cfg.data.model_copy(update={"n_train_appearances": 99})})
+    assert synthetic.extractor_cache_key(more_people) == key  # the generator's people are not the extractors'
+    taller = tiny_cfg.model_copy(update={"data": tiny_cfg.data.model_copy(update={"height": tiny_cfg.data.height + 8})})
+    assert synthetic.extractor_cache_key(taller) != key
     monkeypatch.setattr(synthetic, "EXTRACTOR_VERSION", synthetic.EXTRACTOR_VERSION + 1)
     assert synthetic.extractor_cache_key(tiny_cfg) != key
 

@@ -20,6 +20,7 @@ from poseguard_lib.data.synthetic import (
     VideoClipDataset,
     build_split,
     clear_split_cache,
+    rotate_hue,
 )
 from poseguard_lib.pose.draw import condition_image
 from poseguard_lib.pose.kinematics import build_pose
@@ -312,3 +313,29 @@ def test_datasets_reject_bad_settings(splits):
         ImagePairDataset(splits["train"][:1], crop_min_scale=1.5)
     with pytest.raises(ValueError, match="at least one video"):
         ImagePairDataset([])
+
+
+def test_hue_rotation_keeps_greys_and_cycles_the_primaries():
+    pixels = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [30, 200, 90]], dtype=np.uint8)
+    assert np.array_equal(rotate_hue(pixels, 0.0), pixels)
+    turned = rotate_hue(pixels, 2 * np.pi / 3)
+    assert np.array_equal(turned[:3], pixels[:3][:, [2, 0, 1]])  # red → green, green → blue, blue → red
+    assert np.array_equal(turned[3], pixels[3])  # grey stays grey
+    assert np.array_equal(turned[4], pixels[4][[2, 0, 1]])
+    half = rotate_hue(pixels, np.pi / 3).astype(int)
+    assert abs(half[4].sum() - pixels[4].astype(int).sum()) <= 3  # brightness (the grey component) is kept
+
+
+def test_hue_augment_recolours_reference_and_target_alike_but_not_the_pose(splits):
+    videos = splits["train"][:2]
+    pairs = (ImagePairDataset(videos, seed=0), ImagePairDataset(videos, seed=0, hue_augment=True))
+    clips = (VideoClipDataset(videos, clip_length=3, seed=0), VideoClipDataset(videos, clip_length=3, seed=0, hue_augment=True))
+    for plain, augmented in ((pairs[0][4], pairs[1][4]), (clips[0][1], clips[1][1])):
+        assert torch.equal(augmented["pose"], plain["pose"])
+        assert not torch.equal(augmented["target"], plain["target"])
+        # the studio's top-left pixel: one colour in reference and target before, one (other) colour after
+        corner = lambda image: image.reshape(-1, 3, *image.shape[-2:])[0, :, 0, 0]  # noqa: E731
+        assert torch.equal(corner(plain["reference"]), corner(plain["target"]))
+        assert torch.equal(corner(augmented["reference"]), corner(augmented["target"]))
+        assert not torch.equal(corner(augmented["target"]), corner(plain["target"]))
+    assert torch.equal(pairs[1][4]["target"], ImagePairDataset(videos, seed=0, hue_augment=True)[4]["target"])

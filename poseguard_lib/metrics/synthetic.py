@@ -416,14 +416,20 @@ class SyntheticExtractors:
         return cls(image_network.eval(), clip_network.eval(), record)
 
 
+def extractor_data_settings(cfg):
+    """The data settings the extractors are trained on: the study's, with its own number of people."""
+    return cfg.data.model_copy(update={"n_train_appearances": cfg.metrics.extractor_appearances})
+
+
 def extractor_cache_key(cfg) -> str:
-    """What the extractors depend on: the version, the data settings, the clip length, the
-    ``extractor_*`` settings and the seed (not the PSR threshold or the clip stride)."""
+    """What the extractors depend on: the version, the data settings they are trained on, the clip
+    length, the ``extractor_*`` settings and the seed (not the PSR threshold, the clip stride or the
+    number of people the generator is trained on)."""
     metrics = cfg.metrics.model_dump(mode="json")
     return sha256_json(
         {
             "version": EXTRACTOR_VERSION,
-            "data": cfg.data.model_dump(mode="json"),
+            "data": extractor_data_settings(cfg).model_dump(mode="json"),
             "metrics": {k: v for k, v in metrics.items() if k.startswith("extractor_") or k == "clip_length"},
             "seed": cfg.seed,
         }
@@ -576,8 +582,7 @@ def load_or_train_extractors(
     from poseguard_lib.data.synthetic import build_split
 
     seed = cfg.seed + EXTRACTOR_SEED_OFFSET
-    data = cfg.data.model_copy(update={"n_train_appearances": cfg.metrics.extractor_appearances})
-    videos = list(build_split(data, seed)["train"])
+    videos = list(build_split(extractor_data_settings(cfg), seed)["train"])
     videos += pose_diverse_videos(cfg.metrics.extractor_random_videos, cfg.data, seed)
     videos = [videos[i] for i in np.random.default_rng(seed).permutation(len(videos))]  # mixed held-out tail
     extractors = train_synthetic_extractors(cfg, *training_data_from_videos(videos), device=device, progress=progress)
