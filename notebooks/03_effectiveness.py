@@ -30,7 +30,7 @@
 # %% tags=["parameters"]
 profile = "tiny"
 seed = 0
-n_poses = None  # numbers of defended poses to run; None = the profile's full list (defense.n_poses)
+n_poses = None  # pose counts to run, taken from defense.n_poses (None: all of them)
 
 # %%
 import copy
