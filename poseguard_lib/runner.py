@@ -177,15 +177,16 @@ def parse_parameters(assignments: list[str] | None) -> dict:
     """``["n_poses=[1, 4]", ...]`` → ``{"n_poses": [1, 4]}`` (values read as YAML)."""
     parameters = {}
     for assignment in assignments or []:
-        name, sep, value = assignment.partition("=")
-        if not sep or not name.strip().isidentifier():
+        raw_name, sep, value = assignment.partition("=")
+        name = raw_name.strip()
+        if not sep or not name.isidentifier():
             raise ValueError(f"--param expects NAME=VALUE, got {assignment!r}")
-        if name.strip() in ("profile", "seed"):
-            raise ValueError(f"set {name.strip()} with --{name.strip()}, not --param")
+        if name in ("profile", "seed"):
+            raise ValueError(f"set {name} with --{name}, not --param")
         try:
-            parameters[name.strip()] = yaml.safe_load(value)
+            parameters[name] = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            raise ValueError(f"--param {name.strip()}: {value!r} is not a YAML value ({err})") from None
+            raise ValueError(f"--param {name}: {value!r} is not a YAML value ({err})") from None
     return parameters
 
 
