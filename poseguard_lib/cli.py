@@ -36,7 +36,9 @@ DEFENSE_OPTIONS = {
     "safety_weight": "--lambda",
     "lora_rank": "--rank",
     "steps": "--steps",
+    "scale_steps_with_poses": "--scale-steps",
     "learning_rate": "--lr",
+    "lora_learning_rate": "--lora-lr",
     "benign_batch": "--benign-batch",
     "unsafe_batch": "--unsafe-batch",
     "crop_min_scale": "--crop-min-scale",
@@ -88,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weight of the safety term in Eq. 1 (> 0)")
     tuning.add_argument("--rank", dest="lora_rank", type=int, metavar="N", help="LoRA rank (>= 1; alpha = rank)")
     tuning.add_argument("--steps", type=int, metavar="N", help="optimizer steps (per adapter for fuse)")
+    tuning.add_argument("--scale-steps", dest="scale_steps_with_poses", action=argparse.BooleanOptionalAction,
+                        default=None, help="full/lora: train --steps × the number of poses")
     tuning.add_argument("--lr", dest="learning_rate", type=float, metavar="F", help="AdamW learning rate")
+    tuning.add_argument("--lora-lr", dest="lora_learning_rate", type=float, metavar="F",
+                        help="learning rate of LoRA adapters (lora, fuse); default: the profile's, else --lr")
     tuning.add_argument("--benign-batch", type=int, metavar="N", help="benign pairs per step (full, fusion weights)")
     tuning.add_argument("--unsafe-batch", type=int, metavar="N", help="unsafe pairs per step")
     tuning.add_argument("--crop-min-scale", type=float, metavar="F",

@@ -180,13 +180,17 @@ class EvaluationSettings(Section):
     ``benign_videos`` held-out videos (alternating held-out people on training motions and on
     held-out motions), their first ``benign_frames`` frames; every unsafe pose is rendered with
     ``unsafe_references`` held-out people as references. ``untrained_unsafe`` catalogue poses are
-    never defended against: they measure how selective a defense is.
+    never defended against: they measure how selective a defense is. Tuning (the LoRA learning
+    rate) looks only at ``validation_unsafe`` further catalogue poses, worn by training people, and
+    ``validation_benign`` benign training frames, never at the data Table 1 reports on.
     """
 
     benign_videos: int = Field(gt=0)
     benign_frames: int = Field(gt=1)
     unsafe_references: int = Field(gt=0)
     untrained_unsafe: int = Field(ge=0)
+    validation_unsafe: int = Field(default=1, gt=0)
+    validation_benign: int = Field(default=32, gt=0)
 
 
 class DefenseSettings(Section):
@@ -201,18 +205,27 @@ class DefenseSettings(Section):
     reference blurred by a Gaussian whose sigma is ``blur_sigma`` × the frame's short side.
     ``crop_min_scale``: unsafe pairs get a random crop of at least this side fraction (the
     paper's only augmentation; ``null``: none). ``steps`` counts optimizer steps of one training
-    run (per adapter for ``fuse``); a batch holds ``benign_batch`` benign and ``unsafe_batch``
-    unsafe pairs (benign must dominate, or benign outputs darken too). ``n_poses``: the numbers
-    of unsafe poses the study defends against (Table 1).
+    run (per adapter for ``fuse``); with ``scale_steps_with_poses`` a ``full`` or ``lora`` run
+    against n poses takes ``steps`` × n, so each pose gets as many unsafe samples as a one-pose
+    run (the unsafe part of a batch is shared by all poses). A batch holds ``benign_batch``
+    benign and ``unsafe_batch`` unsafe pairs (benign must dominate, or benign outputs darken
+    too). ``lora_learning_rate``: the adapters' rate (``lora`` and ``fuse``; null: ``learning_rate``);
+    a low-rank update moves the weights far less per step than full fine-tuning does.
+    ``lora_lr_candidates``: rates notebook 03 chooses ``lora_learning_rate`` from on validation
+    poses (:func:`poseguard_lib.study.select_learning_rate`; empty: no choice, use the setting).
+    ``n_poses``: the numbers of unsafe poses the study defends against (Table 1).
     """
 
     n_poses: tuple[int, ...]
     strategy: Literal["full", "lora", "fuse"] = "full"
     trained_parts: Literal["denoising_unet", "denoising_and_reference_unet"] = "denoising_unet"
     steps: int = Field(gt=0)
+    scale_steps_with_poses: bool = False
     benign_batch: int = Field(gt=0)
     unsafe_batch: int = Field(gt=0)
     learning_rate: float = Field(gt=0)
+    lora_learning_rate: float | None = Field(default=None, gt=0)
+    lora_lr_candidates: tuple[float, ...] = ()
     safety_weight: float = Field(gt=0)
     lora_rank: int = Field(ge=1)
     safe_target: Literal["black", "blur"] = "black"
@@ -226,7 +239,18 @@ class DefenseSettings(Section):
     def _positive_pose_counts(self) -> "DefenseSettings":
         if not self.n_poses or min(self.n_poses) < 1:
             raise ValueError(f"n_poses must list pose counts >= 1, got {list(self.n_poses)}")
+        if any(rate <= 0 for rate in self.lora_lr_candidates):
+            raise ValueError(f"lora_lr_candidates must be positive learning rates, got {list(self.lora_lr_candidates)}")
         return self
+
+    def step_budget(self, strategy: str, n_poses: int) -> int:
+        """Optimizer steps of one training run of ``strategy`` against ``n_poses`` poses."""
+        scaled = self.scale_steps_with_poses and strategy in ("full", "lora")
+        return self.steps * n_poses if scaled else self.steps
+
+    def rate_for(self, strategy: str) -> float:
+        """The learning rate of the weights ``strategy`` trains (full: the UNet; lora/fuse: adapters)."""
+        return self.learning_rate if strategy == "full" else self.lora_learning_rate or self.learning_rate
 
 
 class ProfileConfig(Section):

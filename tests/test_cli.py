@@ -73,10 +73,12 @@ def test_defend_then_generate(files, tmp_path, capsys):
     out = tmp_path / "defended"
     code, _ = _run(["defend", "--base-model", files["base"], "--poses", files["kneel"], files["salute"],
                     "--catalogue", files["catalogue_id"], "--strategy", "lora", "--rank", "2", "--steps", "2",
-                    "--lr", "1e-3", "--safe-target", "blur", "--blur-sigma", "0.1", "--output", out, "--no-progress"])
+                    "--lora-lr", "1e-3", "--no-scale-steps", "--safe-target", "blur", "--blur-sigma", "0.1",
+                    "--output", out, "--no-progress"])
     assert code == 0, capsys.readouterr().err
     result = load_defended(out)
     assert result.strategy == "lora" and result.record["settings"]["lora_rank"] == 2
+    assert result.record["settings"]["lora_learning_rate"] == 1e-3 and result.record["step_budget"] == 2
     assert result.record["pairs"]["pose_labels"] == ["kneel", "salute", files["catalogue_id"]]
     assert result.record["pairs"]["safe_target"] == "blur" and result.record["pairs"]["blur_sigma"] == 0.1
 
@@ -114,6 +116,7 @@ def test_fuse_and_identity_defenses(files, tmp_path, capsys, options, check):
     [
         (["defend", "--catalogue", "CAT", "--rank", "0"], "--rank: Input should be greater than or equal to 1"),
         (["defend", "--catalogue", "CAT", "--lambda", "0"], "--lambda: Input should be greater than 0"),
+        (["defend", "--catalogue", "CAT", "--lora-lr", "0"], "--lora-lr: Input should be greater than 0"),
         (["defend", "--catalogue", "CAT", "--strategy", "prune"], "invalid choice: 'prune'"),
         (["defend", "--catalogue", "CAT", "--rank", "two"], "invalid int value: 'two'"),
         (["defend"], "no unsafe poses given"),

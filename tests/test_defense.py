@@ -20,6 +20,7 @@ from poseguard_lib.defense import (
     adapter_dirs,
     blurred,
     defend,
+    defense_fingerprint,
     fuse_adapters,
     load_adapter,
     load_defended,
@@ -47,7 +48,8 @@ PARTS = ("denoising_unet",)
 
 
 def _settings(**changes) -> DefenseSettings:
-    return DefenseSettings.model_validate({**PROFILE.defense.model_dump(), "steps": 2, "checkpoint_every": 1000, **changes})
+    fixed = {"steps": 2, "checkpoint_every": 1000, "scale_steps_with_poses": False}
+    return DefenseSettings.model_validate({**PROFILE.defense.model_dump(), **fixed, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +165,8 @@ def test_bad_pair_inputs_are_named(pairs, change, message):
         UnsafePairDataset(**arguments)
 
 
-@pytest.mark.parametrize(("field", "value"), [("lora_rank", 0), ("safety_weight", 0.0), ("safety_weight", -1.0), ("steps", 0)])
+@pytest.mark.parametrize(("field", "value"), [("lora_rank", 0), ("safety_weight", 0.0), ("safety_weight", -1.0), ("steps", 0), ("lora_learning_rate", 0.0),
+     ("lora_lr_candidates", [1e-3, -1e-3])])
 def test_out_of_range_settings_name_the_field(field, value):
     with pytest.raises(ValidationError, match=field):
         _settings(**{field: value})
@@ -266,6 +269,29 @@ def test_fuse_trains_one_adapter_per_pose_and_learns_their_weights(model, pairs,
     assert equal.fusion_weights == [0.5, 0.5]
     single = fuse_adapters(model, dirs[:1], progress=False)
     assert single.fusion_weights == [1.0] and single.record["adapters"] == {"pose_00": [pairs.pose_labels[0]]}
+
+
+def test_step_budget_grows_with_the_pose_count_and_lora_trains_at_its_own_rate(model, pairs, benign, tmp_path):
+    scaled = _settings(steps=1, scale_steps_with_poses=True)
+    full = defend(model, pairs, benign, scaled, PROFILE.train, strategy="full", progress=False)
+    assert len(full.history) == 2 and full.record["step_budget"] == 2  # 1 step × 2 poses
+    fused = defend(model, pairs, benign, scaled.model_copy(update={"fusion_steps": 0}), PROFILE.train, strategy="fuse",
+                   progress=False)
+    assert fused.history.groupby("phase").size().tolist() == [1, 1]  # one pose per adapter: no scaling
+    own_rate = defend(model, pairs, None, _settings(lora_learning_rate=1e-2), PROFILE.train, strategy="lora", progress=False)
+    shared_rate = defend(model, pairs, None, _settings(learning_rate=1e-2), PROFILE.train, strategy="lora", progress=False)
+    torch.testing.assert_close(_predict(own_rate.model), _predict(shared_rate.model), rtol=0, atol=0)
+    slow = defend(model, pairs, None, _settings(), PROFILE.train, strategy="lora", progress=False)
+    assert not torch.equal(_predict(slow.model), _predict(own_rate.model))
+    fingerprint = lambda settings, strategy: defense_fingerprint(model, pairs, benign, settings, PROFILE.train, strategy, 0)
+    assert fingerprint(_settings(lora_learning_rate=1e-2), "full") == fingerprint(_settings(), "full")
+    assert fingerprint(_settings(lora_learning_rate=1e-2), "lora") != fingerprint(_settings(), "lora")
+    # a cached run is reused when its step budget is the same, however the budget was written
+    done = load_or_defend(model, pairs, benign, _settings(steps=2), PROFILE.train, out_dir=tmp_path / "out", strategy="full",
+                          progress=False)
+    again = load_or_defend(model, pairs, benign, _settings(steps=1, scale_steps_with_poses=True), PROFILE.train,
+                           out_dir=tmp_path / "out", strategy="full", progress=False)
+    assert again.record["seconds"] == done.record["seconds"]
 
 
 def test_resumed_defense_equals_an_uninterrupted_one(model, pairs, benign, tmp_path, monkeypatch):

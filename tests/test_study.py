@@ -1,12 +1,15 @@
 """The study's evaluation sets and base-model checks (tiny profile, no generator needed)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from poseguard_lib.config import load_profile
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
-from poseguard_lib.study import base_quality, benign_eval_set, benign_keypoints, unsafe_eval_set, unsafe_order
+from poseguard_lib.data.synthetic import build_split
+from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_rate, pose_roles,
+                                 select_learning_rate, unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -65,3 +68,46 @@ def test_unsafe_eval_set_pairs_every_pose_with_each_reference(kind):
     else:
         assert 0 < items.safe_targets.mean() and not torch.equal(items.safe_targets, items.references)
     assert np.isfinite(items.keypoints).all()
+
+
+def test_pose_roles_keep_validation_and_never_trained_poses_apart():
+    order = unsafe_order(load_unsafe_catalogue(), seed=0)
+    trained, validation, untrained = pose_roles(order, CONFIG)
+    assert len(trained) == max(CONFIG.defense.n_poses) and len(validation) == CONFIG.evaluation.validation_unsafe
+    ids = [[p.id for p in poses] for poses in (trained, validation, untrained)]
+    assert sum(map(len, ids)) == len(set().union(*map(set, ids)))  # disjoint
+    with pytest.raises(ValueError, match="catalogue poses"):
+        pose_roles(order[:5], CONFIG)
+
+
+def _rates(rows):
+    return pd.DataFrame(rows, columns=["learning_rate", "ssim_star", "benign_ssim_vs_undefended"])
+
+
+@pytest.mark.parametrize(("rows", "chosen"), [
+    ([(1e-4, 0.9, 0.99), (1e-3, 0.2, 0.95), (1e-2, 0.05, 0.93)], 1e-3),  # smallest that suppresses enough
+    ([(1e-4, 0.9, 0.99), (1e-3, 0.5, 0.95), (1e-2, 0.1, 0.70)], 1e-3),  # 1e-2 suppresses but ruins benign outputs
+    ([(1e-4, 0.9, 0.80), (1e-3, 0.5, 0.70)], 1e-4),  # none keeps benign outputs: the gentlest
+])
+def test_the_learning_rate_rule_prefers_small_rates_that_suppress_and_spare_benign_outputs(rows, chosen):
+    assert choose_rate(_rates(rows)) == chosen
+
+
+def test_select_learning_rate_trains_each_candidate_on_validation_poses_only(tmp_path):
+    from poseguard_lib.defense import UnsafePairDataset, reference_frames
+    from poseguard_lib.models import build_model
+
+    model = build_model(CONFIG.model, seed=0).eval()
+    with torch.no_grad():  # a pose guider that is not zero yet, so the pose reaches the denoiser
+        torch.nn.init.normal_(model.pose_guider.conv_out.weight, std=0.05)
+    _, validation_poses, _ = pose_roles(unsafe_order(load_unsafe_catalogue(), seed=0), CONFIG)
+    validation = validation_set(CONFIG, validation_poses, benign_frames=3)
+    assert len(validation.benign_poses) == 3 and set(validation.unsafe.pose_ids) == {p.id for p in validation_poses}
+    train_videos = build_split(CONFIG.data, CONFIG.seed)["train"]
+    pairs = UnsafePairDataset.from_settings(reference_frames(train_videos[:4]), [p.pose for p in validation_poses],
+                                            CONFIG.data, CONFIG.defense)
+    config = CONFIG.model_copy(update={"defense": CONFIG.defense.model_copy(update={"steps": 2})})
+    table = select_learning_rate(model, pairs, None, config, "lora", [1e-1, 1e-4], validation, cache_dir=tmp_path)
+    assert table.learning_rate.tolist() == [1e-4, 1e-1] and table.chosen.sum() == 1
+    assert table.ssim_star.iloc[0] > table.ssim_star.iloc[1]  # a larger rate moves the outputs further
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lora-lr0.0001", "lora-lr0.1"]

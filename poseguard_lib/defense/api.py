@@ -137,7 +137,8 @@ def _full_phase(work, objective, benign, pairs, settings, train, parts, shape, d
             param.requires_grad_(True)
 
     loss = _dual_loss(objective, benign, pairs, settings, train, shape, device)
-    return Phase("full", params, loss, settings.steps, settings.learning_rate, train.weight_decay, prepare)
+    steps = settings.step_budget("full", len(pairs.pose_labels))
+    return Phase("full", params, loss, steps, settings.rate_for("full"), train.weight_decay, prepare)
 
 
 def _seeded_adapter(work: AnimateAnyone, name: str, rank: int, parts, seed: int) -> dict[str, torch.Tensor]:
@@ -148,7 +149,7 @@ def _seeded_adapter(work: AnimateAnyone, name: str, rank: int, parts, seed: int)
         return add_adapter(work, name, rank, parts)
 
 
-def _adapter_phase(work, objective, pairs, name, settings, train, parts, shape, device, seed) -> Phase:
+def _adapter_phase(work, objective, pairs, name, strategy, settings, train, parts, shape, device, seed) -> Phase:
     """Eq. 2: one adapter learns L(unsafe → safe) with every other adapter switched off."""
     params = _seeded_adapter(work, name, settings.lora_rank, parts, seed)
 
@@ -159,7 +160,8 @@ def _adapter_phase(work, objective, pairs, name, settings, train, parts, shape, 
     def loss(generator):
         return batch_loss(objective, pairs, settings.unsafe_batch, shape, train, generator, device)
 
-    return Phase(f"adapter_{name}", params, loss, settings.steps, settings.learning_rate, train.weight_decay, prepare)
+    steps = settings.step_budget(strategy, len(pairs.pose_labels))
+    return Phase(f"adapter_{name}", params, loss, steps, settings.rate_for(strategy), train.weight_decay, prepare)
 
 
 def _fusion_phase(work, objective, benign, pairs, names, settings, train, parts, shape, device) -> tuple[Phase, torch.Tensor]:
@@ -208,13 +210,22 @@ def _history_frame(history: list[dict]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- entry points
+_NOT_FINGERPRINTED = {"checkpoint_every", "n_poses", "steps", "fusion_steps", "scale_steps_with_poses", "learning_rate",
+                      "lora_learning_rate", "lora_lr_candidates"}
+
+
+def _step_budgets(settings: DefenseSettings, strategy: str, pairs: UnsafePairDataset) -> tuple[int, int]:
+    return settings.step_budget(strategy, len(pairs.pose_labels)), settings.fusion_steps
+
+
 def defense_fingerprint(model, pairs, benign, settings, train, strategy, seed) -> str:
     """What determines a defense run's result; checkpoints and cached outputs must match it."""
     return sha256_json(
         {
             "strategy": strategy,
-            # step budgets are left out: a longer run may continue from a shorter one's checkpoints
-            "settings": settings.model_dump(mode="json", exclude={"checkpoint_every", "n_poses", "steps", "fusion_steps"}),
+            # step budgets are left out: a longer run may continue from a shorter one's checkpoints;
+            # the learning rate is the one this strategy trains with
+            "settings": settings.model_dump(mode="json", exclude=_NOT_FINGERPRINTED) | {"learning_rate": settings.rate_for(strategy)},
             "train": _train_record(train),
             "seed": seed,
             "pairs": pairs.describe(),
@@ -268,12 +279,12 @@ def defend(
         phases = [_full_phase(work, objective, benign, pairs, settings, train, parts, shape, device)]
         adapters = {}
     elif strategy == "lora":
-        phases = [_adapter_phase(work, objective, pairs, LORA_ADAPTER, settings, train, parts, shape, device, seed)]
+        phases = [_adapter_phase(work, objective, pairs, LORA_ADAPTER, "lora", settings, train, parts, shape, device, seed)]
         adapters = {LORA_ADAPTER: list(pairs.pose_labels)}
     else:
         adapters = {f"pose_{i:02d}": [label] for i, label in enumerate(pairs.pose_labels)}
         phases = [
-            _adapter_phase(work, objective, pairs.for_pose(i), name, settings, train, parts, shape, device, seed)
+            _adapter_phase(work, objective, pairs.for_pose(i), name, "fuse", settings, train, parts, shape, device, seed)
             for i, name in enumerate(adapters)
         ]
     names = list(adapters)
@@ -302,6 +313,7 @@ def defend(
         "adapters": adapters,
         "fusion_weights": weights if strategy == "fuse" else None,
         "fingerprint": fingerprint,
+        "step_budget": phases[0].steps,
         "seconds": time.perf_counter() - began,
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
@@ -332,7 +344,8 @@ def load_or_defend(model, pairs, benign, settings, train, *, out_dir, strategy=N
     record_path = Path(out_dir) / DEFENSE_FILE
     if record_path.is_file():
         record = json.loads(record_path.read_text())
-        same_budget = all(record["settings"].get(key) == getattr(settings, key) for key in ("steps", "fusion_steps"))
+        done = DefenseSettings.model_validate(record["settings"])
+        same_budget = _step_budgets(done, strategy, pairs) == _step_budgets(settings, strategy, pairs)
         if same_budget and record.get("fingerprint") == defense_fingerprint(model, pairs, benign, settings, train, strategy, seed):
             return load_defended(out_dir)
     return defend(model, pairs, benign, settings, train, strategy=strategy, seed=seed, out_dir=out_dir, progress=progress)
