@@ -394,3 +394,22 @@ def test_full_defense_darkens_unsafe_outputs_more_than_benign_ones(tmp_path, cat
     unsafe_drop = brightness(base, unsafe_poses) - unsafe_after
     assert unsafe_drop > 2 * max(benign_drop, 0.0) and unsafe_drop > 0.2
     assert unsafe_after < 0.75 * brightness(result.model, benign_poses)
+
+
+def test_fingerprint_is_exact_and_independent_of_the_thread_count(model, pairs, benign):
+    """Caches written by a one-thread run must be found by a two-thread run, and any weight change must show."""
+    fingerprint = lambda m: defense_fingerprint(m, pairs, benign, _settings(), PROFILE.train, "full", 0)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_thread = fingerprint(model)
+        torch.set_num_threads(2)
+        assert fingerprint(model) == one_thread
+    finally:
+        torch.set_num_threads(threads)
+    # swapping two weights leaves every per-tensor sum unchanged; the fingerprint must still move
+    swapped = copy.deepcopy(model)
+    weight = next(p for p in swapped.denoising_unet.parameters() if p.numel() > 1 and p.flatten()[0] != p.flatten()[1])
+    with torch.no_grad():
+        weight.view(-1)[[0, 1]] = weight.view(-1)[[1, 0]].clone()
+    assert fingerprint(swapped) != one_thread

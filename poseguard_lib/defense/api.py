@@ -19,6 +19,7 @@ architecture and speed. An output folder holds ``model/`` (``AnimateAnyone.save_
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
 import time
@@ -106,9 +107,14 @@ def _check_output(out_dir: Path | None) -> None:
 
 
 def _weights_digest(model: AnimateAnyone) -> str:
-    """A cheap fingerprint of the base weights (per-tensor sums), so checkpoints match their base."""
+    """SHA-256 of the base weights' bytes, so checkpoints match their base. Bytes, not sums: a sum's
+    rounding depends on the thread count, which made one-thread and two-thread runs miss each other's caches."""
+    digest = hashlib.sha256()
     with torch.no_grad():
-        return sha256_json([float(p.double().sum()) for p in model.parameters()])
+        for name, tensor in model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _train_record(train: TrainSettings) -> dict:
