@@ -254,7 +254,8 @@ plt.show()
 #
 # Merged defenses change weights, not architecture, so they should cost nothing at inference. An
 # unmerged LoRA adds its low-rank branches to every attention projection. Seconds per generated
-# frame of the video pipeline, median of 5 runs, measured here in one run.
+# frame of the video pipeline, median of 5 runs, measured here in one run; the models take turns
+# (after one untimed round), so a drift in the machine's speed does not land on one model.
 
 # %%
 largest = max(pose_counts)
@@ -268,7 +269,7 @@ candidates = {
     f"LoRA-FT-{largest} (merged)": defended_models[f"LoRA-FT-{largest} {suffix}"].model,
     f"LoRA-FT-{largest} (unmerged)": unmerged,
 }
-speed = [{"method": method, "sec_per_frame": seconds_per_frame(model, benign_set, config)} for method, model in candidates.items()]
+speed = [{"method": method, "sec_per_frame": seconds} for method, seconds in seconds_per_frame(candidates, benign_set, config).items()]
 device = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 speed = pd.DataFrame(speed).assign(device=device, profile=profile)
 speed["relative_to_original"] = speed.sec_per_frame / speed.sec_per_frame.iloc[0]

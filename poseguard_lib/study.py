@@ -211,19 +211,29 @@ def benign_keypoints(eval_set: BenignEvalSet, frames: int) -> np.ndarray:
     return np.concatenate([video.poses.body_array()[:frames] for video in eval_set.videos])
 
 
-def seconds_per_frame(model, eval_set: BenignEvalSet, cfg: ProfileConfig, repeats: int = 5) -> float:
-    """Median wall time per generated frame of the video pipeline on the first evaluation video."""
+def seconds_per_frame(models: dict, eval_set: BenignEvalSet, cfg: ProfileConfig, repeats: int = 5) -> dict[str, float]:
+    """Median wall time per generated frame of the video pipeline on the first evaluation video,
+    for each of ``models`` (name → model).
+
+    The models take turns: one untimed warm-up round, then ``repeats`` timed rounds of every
+    model. On a shared machine whose speed drifts, timing each model's runs back to back would
+    put the drift into the differences between models; interleaving spreads it over all of them.
+    """
     import time
 
     from poseguard_lib.models.pipeline import generate_video
 
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     reference, poses = eval_set.references[0], eval_set.poses[0]
-    timings = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        generate_video(model, reference, poses, cfg.sampling, seed=cfg.seed, progress=False)
-        timings.append((time.perf_counter() - began) / len(poses))
-    return float(np.median(timings))
+    timings: dict[str, list[float]] = {name: [] for name in models}
+    for timed_round in range(repeats + 1):
+        for name, model in models.items():
+            began = time.perf_counter()
+            generate_video(model, reference, poses, cfg.sampling, seed=cfg.seed, progress=False)
+            if timed_round:
+                timings[name].append((time.perf_counter() - began) / len(poses))
+    return {name: float(np.median(values)) for name, values in timings.items()}
 
 
 # ----------------------------------------------------------------------------- tuning on validation data

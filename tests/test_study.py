@@ -9,7 +9,7 @@ from poseguard_lib.config import load_profile
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.synthetic import build_split
 from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_rate, pose_roles,
-                                 select_learning_rate, unsafe_eval_set, unsafe_order, validation_set)
+                                 seconds_per_frame, select_learning_rate, unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -44,6 +44,28 @@ def test_ground_truth_is_the_ceiling_and_copying_the_reference_follows_no_pose(e
 def test_a_frozen_output_has_no_pose_gap_even_when_it_is_a_true_frame(eval_set):
     frozen = [video[:1].expand_as(video) for video in eval_set.ground_truth]
     assert base_quality(frozen, eval_set).pose_gap.iloc[0] < base_quality(list(eval_set.ground_truth), eval_set).pose_gap.iloc[0]
+
+
+def test_speed_is_timed_in_interleaved_rounds_after_a_warm_up(eval_set, monkeypatch):
+    import time
+
+    import poseguard_lib.models.pipeline as pipeline
+
+    calls = []
+
+    def fake_generate_video(model, reference, poses, sampling, seed, progress):
+        calls.append(model)
+        time.sleep(model)  # the "model" is its own run time in seconds
+        return poses
+
+    monkeypatch.setattr(pipeline, "generate_video", fake_generate_video)
+    frames = len(eval_set.poses[0])
+    timings = seconds_per_frame({"fast": 0.01, "slow": 0.05}, eval_set, CONFIG, repeats=3)
+    assert calls == [0.01, 0.05] * 4  # one untimed round, then three timed rounds, models taking turns
+    assert list(timings) == ["fast", "slow"]
+    assert 0.01 / frames <= timings["fast"] < timings["slow"] and timings["slow"] >= 0.05 / frames  # per frame
+    with pytest.raises(ValueError, match="repeats"):
+        seconds_per_frame({"fast": 0.01}, eval_set, CONFIG, repeats=0)
 
 
 def test_unsafe_order_alternates_categories_and_is_seeded():
