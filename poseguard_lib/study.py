@@ -21,7 +21,7 @@ import torch
 
 from poseguard_lib.config import ProfileConfig
 from poseguard_lib.data.render import render_person
-from poseguard_lib.data.synthetic import SyntheticVideo, build_split, to_tensor
+from poseguard_lib.data.synthetic import SyntheticVideo, build_split, rotate_hue, to_tensor
 from poseguard_lib.metrics.image import psnr, ssim
 
 
@@ -121,6 +121,26 @@ def base_quality(generated: list[torch.Tensor], eval_set: BenignEvalSet, name: s
         quality_row("ground truth (ceiling)", list(eval_set.ground_truth), eval_set),
     ]
     return pd.DataFrame(rows)
+
+
+def colour_transfer(generate, references: torch.Tensor, angles=(2 * np.pi / 3, 4 * np.pi / 3)) -> float:
+    """How much of a turn of the references' colours reaches the outputs: 1 all of it, 0 none.
+
+    ``generate`` maps references (N, 3, H, W) in [0, 1] to outputs (N, 3, H, W) for fixed poses and
+    noise. Each reference's hue is turned by each angle (:func:`rotate_hue` keeps brightness); the
+    shift of an output's mean colour is divided by the shift of its reference's. A generator that
+    reads only the reference's brightness, or nothing of it, scores 0. Why it matters: the
+    appearance gap cannot grow while the reference's colours do not reach the output.
+    """
+    as_uint8 = (references.movedim(-3, -1) * 255).round().to(torch.uint8).numpy()
+    baseline = generate(references).mean(dim=(2, 3))
+    ratios = []
+    for angle in angles:
+        turned = to_tensor(rotate_hue(as_uint8, float(angle)))
+        reference_shift = (turned - references).mean(dim=(2, 3)).norm(dim=1)
+        output_shift = (generate(turned).mean(dim=(2, 3)) - baseline).norm(dim=1)
+        ratios.append(output_shift / reference_shift.clamp(min=1e-6))
+    return float(torch.cat(ratios).mean())
 
 
 # ----------------------------------------------------------------------------- unsafe poses

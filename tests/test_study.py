@@ -8,7 +8,7 @@ import torch
 from poseguard_lib.config import load_profile
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.synthetic import build_split
-from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_rate, pose_roles,
+from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_rate, colour_transfer, pose_roles,
                                  seconds_per_frame, select_learning_rate, unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
@@ -66,6 +66,15 @@ def test_speed_is_timed_in_interleaved_rounds_after_a_warm_up(eval_set, monkeypa
     assert 0.01 / frames <= timings["fast"] < timings["slow"] and timings["slow"] >= 0.05 / frames  # per frame
     with pytest.raises(ValueError, match="repeats"):
         seconds_per_frame({"fast": 0.01}, eval_set, CONFIG, repeats=0)
+
+
+def test_colour_transfer_tells_a_generator_that_copies_colours_from_one_that_reads_brightness(eval_set):
+    references = eval_set.references
+    copies = colour_transfer(lambda refs: refs.clone(), references)
+    brightness_only = colour_transfer(lambda refs: refs.mean(dim=1, keepdim=True).expand_as(refs).clone(), references)
+    blind = colour_transfer(lambda refs: torch.full_like(refs, 0.5), references)
+    assert copies == pytest.approx(1.0, abs=0.05)  # clipping of turned colours costs a little
+    assert brightness_only < 0.05 and blind == 0.0
 
 
 def test_unsafe_order_alternates_categories_and_is_seeded():
