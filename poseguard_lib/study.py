@@ -23,6 +23,7 @@ from poseguard_lib.config import ProfileConfig
 from poseguard_lib.data.render import render_person
 from poseguard_lib.data.synthetic import SyntheticVideo, build_split, rotate_hue, to_tensor
 from poseguard_lib.metrics.image import psnr, ssim
+from poseguard_lib.reporting import to_uint8
 
 
 @dataclass(frozen=True)
@@ -132,11 +133,10 @@ def colour_transfer(generate, references: torch.Tensor, angles=(2 * np.pi / 3, 4
     reads only the reference's brightness, or nothing of it, scores 0. Why it matters: the
     appearance gap cannot grow while the reference's colours do not reach the output.
     """
-    as_uint8 = (references.movedim(-3, -1) * 255).round().to(torch.uint8).numpy()
     baseline = generate(references).mean(dim=(2, 3))
     ratios = []
     for angle in angles:
-        turned = to_tensor(rotate_hue(as_uint8, float(angle)))
+        turned = to_tensor(rotate_hue(to_uint8(references), float(angle)))
         reference_shift = (turned - references).mean(dim=(2, 3)).norm(dim=1)
         output_shift = (generate(turned).mean(dim=(2, 3)) - baseline).norm(dim=1)
         ratios.append(output_shift / reference_shift.clamp(min=1e-6))
