@@ -157,7 +157,7 @@ display(Image(filename=f"{out_dir}/sample_video.gif"))
 # expressions; the study renders them and draws the landmark contours as the conditioning image.
 
 # %%
-people = sample_appearances(4, seed)
+people = sample_appearances(4, seed, config.data.wall_saturation)
 expressions = [FaceParams(), FaceParams(mouth_open=0.8), FaceParams(smile=0.9, yaw=25.0), FaceParams(brow_raise=1.0, roll=-15.0)]
 faces, contours = [], []
 for person, params in zip(people, expressions):

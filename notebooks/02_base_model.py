@@ -50,9 +50,9 @@ profile_banner(profile, seed)
 # %% [markdown]
 # ## Training (or the cached model)
 #
-# The trained model is cached under `cache/models/` by the hash of everything that shapes its
-# weights (data, model, training settings, seed); an interrupted training resumes from its last
-# checkpoint.
+# The trained model is cached under `~/.cache/poseguard/models/` (or `$POSEGUARD_CACHE/models/`) by
+# the hash of everything that shapes its weights (data, model, training settings, seed); an
+# interrupted training resumes from its last checkpoint.
 
 # %%
 model, history = load_or_train_base_model(config, progress=False)

@@ -47,12 +47,12 @@ from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.synthetic import ImagePairDataset, build_split
 from poseguard_lib.defense import UnsafePairDataset, adapter_dirs, load_adapter, load_or_defend, reference_frames
 from poseguard_lib.defense.lora import activate, parts_of
-from poseguard_lib.io import write_csv
+from poseguard_lib.io import cache_dir, write_csv
 from poseguard_lib.metrics.evaluate import ModelOutputs, evaluate_models
 from poseguard_lib.metrics.extractors import load_extractors
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.metrics.psr import pose_suppression_rate
-from poseguard_lib.models.training import load_or_train_base_model
+from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.reporting import beside_paper, frame_grid, paper_table, profile_banner, save_figure, to_uint8
 from poseguard_lib.study import (benign_eval_set, benign_keypoints, generate_benign, generate_unsafe, pose_roles,
                                  seconds_per_frame, select_learning_rate, unsafe_eval_set, unsafe_order, validation_set)
@@ -76,6 +76,8 @@ profile_banner(profile, seed, extractor_note=True)
 
 # %%
 base, _ = load_or_train_base_model(config, progress=False)
+# defenses are cached per base model, so a retrained base never resumes another base's checkpoints
+defense_cache = cache_dir("defense", training_key(config))
 extractors = load_extractors(config)
 order = unsafe_order(load_unsafe_catalogue(), seed)
 trained_pool, validation_poses, untrained = pose_roles(order, config)  # fixed whichever counts run
@@ -119,7 +121,7 @@ if config.defense.lora_lr_candidates:
         reference_frames(split["train"]), [p.pose for p in validation_poses], config.data, config.defense, seed=seed,
         pose_labels=[p.id for p in validation_poses])
     lora_rates = select_learning_rate(base, validation_pairs, None, config, "lora", config.defense.lora_lr_candidates,
-                                      validation, cache_dir=f"cache/defense/{profile}-{seed}/validation", seed=seed)
+                                      validation, cache_dir=defense_cache / "validation", seed=seed)
     write_csv(f"{out_dir}/lora_learning_rate.csv", lora_rates)
     defense_settings = config.defense.model_copy(
         update={"lora_learning_rate": float(lora_rates.learning_rate[lora_rates.chosen].iloc[0])})
@@ -136,7 +138,7 @@ for strategy, label in (("full", "Full-FT"), ("lora", "LoRA-FT")):
     for n in pose_counts:
         method = f"{label}-{n} Pose" + ("s" if n > 1 else "")
         result = load_or_defend(base, pairs.subset(n), benign_pairs, defense_settings, config.train, strategy=strategy,
-                                seed=seed, out_dir=f"cache/defense/{profile}-{seed}/{strategy}-{n}", progress=False)
+                                seed=seed, out_dir=defense_cache / f"{strategy}-{n}", progress=False)
         defended_models[method] = result
         benign_out, unsafe_out = outputs_of(result.model)
         trained_items = unsafe_set.items_of([p.id for p in trained_pool[:n]])
@@ -261,7 +263,7 @@ plt.show()
 largest = max(pose_counts)
 suffix = "Poses" if largest > 1 else "Pose"
 unmerged = copy.deepcopy(base)
-adapter = load_adapter(unmerged, adapter_dirs(f"cache/defense/{profile}-{seed}/lora-{largest}")[0])
+adapter = load_adapter(unmerged, adapter_dirs(defense_cache / f"lora-{largest}")[0])
 activate(unmerged, [adapter], parts_of(config.defense.trained_parts))
 candidates = {
     "Original": base,

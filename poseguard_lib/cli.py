@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fuse: steps learning the adapter weights (0 keeps 1/N)")
     defend.add_argument("--output", type=Path, required=True, metavar="DIR",
                         help="folder for the defended model, its adapters and records (written atomically)")
-    defend.add_argument("--cache-dir", type=Path, default=Path("cache/models"), metavar="DIR",
-                        help="where the profile's trained generator is cached (default: %(default)s)")
+    defend.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="where the profile's trained generator is cached (default: $POSEGUARD_CACHE/models, "
+                             "else ~/.cache/poseguard/models)")
     defend.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
     generate = commands.add_parser(

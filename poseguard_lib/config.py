@@ -18,6 +18,8 @@ from poseguard_lib.io import sha256_json
 
 PROFILES = ("tiny", "small", "paper")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# HSV saturation of the synthetic studio walls unless a profile says otherwise: UBC-Fashion's near-white sets.
+DEFAULT_WALL_SATURATION = (0.0, 0.15)
 
 
 class Section(BaseModel):
@@ -35,7 +37,17 @@ class DataSettings(Section):
     # Short side at which the DWPose skeleton is drawn before resizing to the frame
     # (Moore: 512). Four times the frame on the small profiles so strokes stay 1-2 px wide.
     pose_detect_resolution: int = Field(gt=0)
+    # HSV saturation range of the studio walls; ``small`` uses coloured walls so that the
+    # reference's hue is a large share of the loss.
+    wall_saturation: tuple[float, float] = DEFAULT_WALL_SATURATION
     source: Literal["synthetic", "ubc_fashion"] = "synthetic"
+
+    @model_validator(mode="after")
+    def _check_wall_saturation(self) -> "DataSettings":
+        low, high = self.wall_saturation
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"wall_saturation must be (low, high) with 0 <= low <= high <= 1, got {self.wall_saturation}")
+        return self
 
 
 class ModelSettings(Section):

@@ -13,9 +13,21 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
+import torch
+
+
+CACHE_ENV = "POSEGUARD_CACHE"
+
+
+def cache_dir(*parts: str) -> Path:
+    """Where trained generators, extractors and defenses are cached: ``$POSEGUARD_CACHE`` or
+    ``~/.cache/poseguard``. Outside the work tree, so that a fresh checkout on the same machine
+    reuses hours of CPU training (entries are keyed by what they depend on, so reuse is safe)."""
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "poseguard"
+    return Path(root).joinpath(*parts)
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -31,6 +43,17 @@ def sha256_json(obj: Any) -> str:
     """Stable hash of a JSON-serialisable object (keys sorted)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_tensors(tensors: Mapping[str, "torch.Tensor"]) -> str:
+    """SHA-256 of named tensors' bytes (names, dtypes and shapes included). Bytes, not sums: a sum's
+    rounding depends on the thread count, which made one-thread and two-thread runs miss each other's caches."""
+    digest = hashlib.sha256()
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

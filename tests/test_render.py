@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
-from poseguard_lib.config import DataSettings, load_profile
+from poseguard_lib.config import DEFAULT_WALL_SATURATION, DataSettings, load_profile
 from poseguard_lib.data.appearance import Appearance, AppearanceError, sample_appearances
 from poseguard_lib.data.face import FaceParams, draw_face_contours, face_landmarks, render_face
 from poseguard_lib.data.motions import HELD_OUT_MOTIONS
@@ -50,6 +51,29 @@ def test_appearances_are_reproducible_by_seed_and_prefix_stable():
     assert sample_appearances(6, seed=3)[:4] == sample_appearances(4, seed=3)
     assert sample_appearances(6, seed=3) != sample_appearances(6, seed=4)
     assert len(set(sample_appearances(40, seed=0))) == 40
+
+
+def _wall_saturation(look: Appearance) -> float:
+    return colorsys.rgb_to_hsv(*(c / 255 for c in look.background))[1]
+
+
+def test_wall_saturation_sets_the_walls_and_nothing_else():
+    pale, coloured = sample_appearances(30, seed=2), sample_appearances(30, seed=2, wall_saturation=(0.3, 0.5))
+    assert sample_appearances(30, seed=2, wall_saturation=DEFAULT_WALL_SATURATION) == pale
+    assert max(_wall_saturation(look) for look in pale) <= 0.15 + 0.01  # rounding to 8-bit colours
+    assert min(_wall_saturation(look) for look in coloured) >= 0.3 - 0.01
+    assert max(_wall_saturation(look) for look in coloured) <= 0.5 + 0.01
+    # the same random draws: only the walls differ, so a profile's people keep their clothes
+    assert [dataclasses.replace(a, background=(0, 0, 0)) for a in pale] == [
+        dataclasses.replace(b, background=(0, 0, 0)) for b in coloured
+    ]
+
+
+@pytest.mark.parametrize("bad", [(0.5, 0.2), (-0.1, 0.2), (0.2, 1.5)])
+def test_data_settings_refuse_a_bad_wall_saturation(bad):
+    with pytest.raises(ValueError, match="wall_saturation"):
+        DataSettings(height=32, width=32, n_train_appearances=2, n_test_appearances=2, frames_per_video=4,
+                     pose_detect_resolution=64, wall_saturation=bad)
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ import torch
 from poseguard_lib.config import load_profile
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.synthetic import build_split
-from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_rate, colour_transfer, pose_roles,
-                                 seconds_per_frame, select_learning_rate, unsafe_eval_set, unsafe_order, validation_set)
+from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_rate, colour_transfer,
+                                 generate_benign, pose_roles, seconds_per_frame, select_learning_rate, unsafe_eval_set,
+                                 unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -142,3 +143,33 @@ def test_select_learning_rate_trains_each_candidate_on_validation_poses_only(tmp
     assert table.learning_rate.tolist() == [1e-4, 1e-1] and table.chosen.sum() == 1
     assert table.ssim_star.iloc[0] > table.ssim_star.iloc[1]  # a larger rate moves the outputs further
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lora-lr0.0001", "lora-lr0.1"]
+
+
+def test_generated_outputs_are_cached_under_weights_inputs_and_seed(eval_set, monkeypatch, tmp_path):
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from poseguard_lib.io import CACHE_ENV
+    from poseguard_lib.models import build_model, pipeline
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    calls = []
+    real = pipeline.generate_video
+    monkeypatch.setattr(pipeline, "generate_video", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    model = build_model(CONFIG, seed=0)
+    first = generate_benign(model, eval_set, CONFIG)
+    assert len(calls) == len(eval_set.videos) and list((tmp_path / "outputs").glob("*.safetensors"))
+    again = generate_benign(model, eval_set, CONFIG)
+    assert len(calls) == len(eval_set.videos)  # loaded, not sampled
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+    with torch.no_grad():
+        next(model.denoising_unet.parameters()).view(-1)[0] += 1e-3
+    generate_benign(model, eval_set, CONFIG)  # other weights: sampled anew
+    assert len(calls) == 2 * len(eval_set.videos)
+    generate_benign(model, eval_set, CONFIG.model_copy(update={"seed": 5}))  # other noise: sampled anew
+    assert len(calls) == 3 * len(eval_set.videos)
+
+    inject_adapter_in_model(LoraConfig(r=2, target_modules=["to_q"]), model.denoising_unet)
+    generate_benign(model, eval_set, CONFIG)
+    generate_benign(model, eval_set, CONFIG)  # unmerged adapters: never cached
+    assert len(calls) == 5 * len(eval_set.videos)

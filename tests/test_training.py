@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from poseguard_lib.config import load_profile
+from poseguard_lib.io import CACHE_ENV, cache_dir
 from poseguard_lib.models import build_model
 from poseguard_lib.models.training import (
     ImageObjective,
@@ -159,8 +160,11 @@ def test_bf16_autocast_trains(tmp_path):
     assert next(model.denoising_unet.parameters()).dtype == torch.float32  # master weights stay fp32
 
 
-def test_base_model_is_trained_once_and_cached(tmp_path):
+def test_base_model_is_trained_once_and_cached(tmp_path, monkeypatch):
     profile = PROFILE.model_copy(update={"train": PROFILE.train.model_copy(update={"stage1_steps": 2, "stage2_steps": 1})})
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "elsewhere"))
+    model, history = load_or_train_base_model(profile, progress=False)  # default root: $POSEGUARD_CACHE/models
+    assert (tmp_path / "elsewhere" / "models" / training_key(profile) / "model").is_dir()
     model, history = load_or_train_base_model(profile, cache_root=tmp_path, progress=False)
     folder = tmp_path / training_key(profile)
     assert (folder / "loss_history.csv").exists() and (folder / "loss_history.json").exists()
@@ -172,3 +176,11 @@ def test_base_model_is_trained_once_and_cached(tmp_path):
         assert torch.equal(a, b), name
     other = profile.model_copy(update={"seed": 1})
     assert training_key(other) != training_key(profile)
+
+
+def test_cache_dir_is_the_environment_s_or_under_home(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert cache_dir("models", "x") == tmp_path / "mine" / "models" / "x"
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir("extractors") == tmp_path / "home" / ".cache" / "poseguard" / "extractors"

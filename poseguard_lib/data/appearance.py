@@ -14,6 +14,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from poseguard_lib.config import DEFAULT_WALL_SATURATION
+
 RGB = tuple[int, int, int]
 
 HairStyle = Literal["short", "bob", "long", "bun"]
@@ -106,7 +108,7 @@ def _contrasting(colour: RGB, rng: np.random.Generator) -> RGB:
     return _hsv(h + rng.uniform(0.3, 0.7), rng.uniform(0.4, 0.9), 0.35 if v > 0.6 else 0.9)
 
 
-def _sample_one(rng: np.random.Generator) -> Appearance:
+def _sample_one(rng: np.random.Generator, wall_saturation: tuple[float, float]) -> Appearance:
     top = _garment_colour(rng)
     return Appearance(
         skin=_jitter(_SKIN_TONES[rng.integers(len(_SKIN_TONES))], rng, 10),
@@ -120,16 +122,19 @@ def _sample_one(rng: np.random.Generator) -> Appearance:
         bottom=_garment_colour(rng),
         bottom_type=get_args(BottomType)[rng.choice(3, p=[0.45, 0.35, 0.2])],
         shoes=_garment_colour(rng) if rng.random() < 0.4 else _jitter((30, 28, 28), rng, 12),
-        # Studio walls: light and barely saturated, like UBC-Fashion's white sets.
-        background=_hsv(rng.random(), rng.uniform(0.0, 0.15), rng.uniform(0.78, 0.97)),
+        # Studio walls: light; by default barely saturated, like UBC-Fashion's white sets.
+        background=_hsv(rng.random(), rng.uniform(*wall_saturation), rng.uniform(0.78, 0.97)),
         floor_shade=float(rng.uniform(0.84, 0.95)) if rng.random() < 0.75 else 1.0,
         build=float(rng.uniform(0.88, 1.12)),
     )
 
 
-def sample_appearances(n: int, seed: int) -> list[Appearance]:
-    """``n`` people drawn from ``seed``; the first ``k`` are the same for any ``n >= k``."""
+def sample_appearances(n: int, seed: int, wall_saturation: tuple[float, float] = DEFAULT_WALL_SATURATION) -> list[Appearance]:
+    """``n`` people drawn from ``seed``; the first ``k`` are the same for any ``n >= k``.
+
+    ``wall_saturation`` is the HSV saturation range of the studio walls (see ``DataSettings``).
+    """
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"number of appearances must be a non-negative integer, got {n!r}")
     root = np.random.SeedSequence(seed)
-    return [_sample_one(np.random.default_rng(child)) for child in root.spawn(n)]
+    return [_sample_one(np.random.default_rng(child), wall_saturation) for child in root.spawn(n)]

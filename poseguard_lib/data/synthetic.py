@@ -79,7 +79,7 @@ def _placed(poses: PoseSequence, rng: np.random.Generator) -> PoseSequence:
 
 @lru_cache(maxsize=4)
 def _build_split(data: DataSettings, seed: int) -> dict[str, tuple[SyntheticVideo, ...]]:
-    appearances = sample_appearances(data.n_train_appearances + data.n_test_appearances, seed)
+    appearances = sample_appearances(data.n_train_appearances + data.n_test_appearances, seed, data.wall_saturation)
     train_people, test_people = appearances[: data.n_train_appearances], appearances[data.n_train_appearances :]
     motions = benign_motions(data.frames_per_video, aspect=data.width / data.height)
     unknown = sorted(set(HELD_OUT_MOTIONS) - set(motions))

@@ -19,7 +19,6 @@ architecture and speed. An output folder holds ``model/`` (``AnimateAnyone.save_
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shutil
 import time
@@ -46,7 +45,7 @@ from poseguard_lib.defense.lora import (
     set_adapters_enabled,
 )
 from poseguard_lib.defense.targets import DefenseInputError, UnsafePairDataset
-from poseguard_lib.io import atomic_dir, sha256_json, write_csv, write_json
+from poseguard_lib.io import atomic_dir, sha256_json, sha256_tensors, write_csv, write_json
 from poseguard_lib.models.components import SETTINGS_FILE, AnimateAnyone
 from poseguard_lib.models.training import ImageObjective
 
@@ -104,17 +103,6 @@ def _check_output(out_dir: Path | None) -> None:
     """Refuse to replace a folder that is not a previous defense output (it would be deleted)."""
     if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / DEFENSE_FILE).exists():
         raise DefenseInputError(f"{out_dir} exists and is not a PoseGuard defense output; choose an empty or new folder")
-
-
-def _weights_digest(model: AnimateAnyone) -> str:
-    """SHA-256 of the base weights' bytes, so checkpoints match their base. Bytes, not sums: a sum's
-    rounding depends on the thread count, which made one-thread and two-thread runs miss each other's caches."""
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _train_record(train: TrainSettings) -> dict:
@@ -237,7 +225,7 @@ def defense_fingerprint(model, pairs, benign, settings, train, strategy, seed) -
             "pairs": pairs.describe(),
             "benign": None if benign is None or strategy == "lora" else {"type": type(benign).__name__, "len": len(benign)},
             "model": model.settings.model_dump(mode="json"),
-            "weights": _weights_digest(model),
+            "weights": sha256_tensors(model.state_dict()),
         }
     )
 

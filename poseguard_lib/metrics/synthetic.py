@@ -44,14 +44,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from poseguard_lib.io import atomic_dir, sha256_json
+from poseguard_lib.io import atomic_dir, cache_dir, sha256_json
 from poseguard_lib.metrics.checks import MetricInputError, check_frames
 from poseguard_lib.metrics.extractors import MetricExtractors
 from poseguard_lib.metrics.psr import DEFAULT_MIN_DETECTED, pose_suppression
 from poseguard_lib.pose.skeleton import OPENPOSE_BODY_18, SCORE_THRESHOLD
 
 EXTRACTOR_VERSION = 1
-CACHE_ROOT = Path(__file__).resolve().parents[2] / "cache" / "extractors"
 N_KEYPOINTS = OPENPOSE_BODY_18.num_keypoints
 EXTRACTOR_SEED_OFFSET = 7919  # extractor training data is drawn apart from the study's own splits
 NEGATIVE_FRACTION = 0.125  # share of each image batch showing nobody
@@ -529,7 +528,7 @@ def pose_diverse_videos(n_videos: int, data, seed: int) -> list:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
     aspect = data.width / data.height
     videos = []
-    for person in sample_appearances(n_videos, seed + 1):
+    for person in sample_appearances(n_videos, seed + 1, data.wall_saturation):
         start, end = _random_spec(rng), _random_spec(rng)
         steps = np.linspace(0, 1, data.frames_per_video)
         poses = PoseSequence(tuple(build_pose(blend_specs(start, end, float(t)), aspect) for t in steps))
@@ -548,7 +547,7 @@ def unsafe_catalogue_check(
     from poseguard_lib.data.render import render_person
 
     catalogue = load_unsafe_catalogue()
-    people = iter(sample_appearances(len(catalogue) * renders_per_pose, seed + 3))
+    people = iter(sample_appearances(len(catalogue) * renders_per_pose, seed + 3, data.wall_saturation))
     frames, poses = [], []
     for entry in catalogue:
         body = torch.from_numpy(np.concatenate([entry.pose.body.xy, entry.pose.body.scores[:, None]], axis=1)).float()
@@ -576,7 +575,7 @@ def load_or_train_extractors(
     if cfg.metrics.extractors != "synthetic":
         raise MetricInputError(f"profile {cfg.profile!r} uses {cfg.metrics.extractors} extractors, not synthetic ones")
     key = extractor_cache_key(cfg)
-    directory = (cache_root or CACHE_ROOT) / f"{cfg.profile}-{key[:16]}"
+    directory = (cache_root or cache_dir("extractors")) / f"{cfg.profile}-{key[:16]}"
     if (directory / "extractor.json").exists():
         return SyntheticExtractors.load(directory).to(device)
     from poseguard_lib.data.synthetic import build_split

@@ -43,7 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from poseguard_lib.config import ProfileConfig, TrainSettings
-from poseguard_lib.io import atomic_dir, sha256_json, write_csv, write_json
+from poseguard_lib.io import atomic_dir, cache_dir, sha256_json, write_csv, write_json
 from poseguard_lib.models.components import SETTINGS_FILE, AnimateAnyone, build_model
 
 Stage = Literal[1, 2]
@@ -295,7 +295,7 @@ def train_base_model(
 
 
 def load_or_train_base_model(
-    profile_cfg: ProfileConfig, cache_root: str | Path = Path("cache/models"), progress: bool = True
+    profile_cfg: ProfileConfig, cache_root: str | Path | None = None, progress: bool = True
 ) -> tuple[AnimateAnyone, pd.DataFrame]:
     """The profile's trained generator and its loss history, trained once and cached by config.
 
@@ -307,7 +307,7 @@ def load_or_train_base_model(
         raise ValueError("the paper profile uses Moore's released weights (poseguard_lib.models.checkpoints), not training")
     from poseguard_lib.data.synthetic import ImagePairDataset, VideoClipDataset, build_split
 
-    cache_root = Path(cache_root)
+    cache_root = Path(cache_root) if cache_root is not None else cache_dir("models")
     key = training_key(profile_cfg)
     final = cache_root / key
     if (final / "model" / SETTINGS_FILE).exists():
