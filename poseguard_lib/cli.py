@@ -153,12 +153,13 @@ def _validated(model_class, base, changes: dict, options: dict):
 
 
 def _load_model(directory: Path):
-    """A saved AnimateAnyone folder, or the ``model/`` of a defense output."""
+    """A saved AnimateAnyone folder, or the ``model/`` of a defense output (on the GPU if there is one)."""
+    from poseguard_lib.config import compute_device
     from poseguard_lib.models.components import SETTINGS_FILE, AnimateAnyone
 
     for candidate in (directory, directory / "model"):
         if (candidate / SETTINGS_FILE).is_file():
-            return AnimateAnyone.from_pretrained(candidate).eval()
+            return AnimateAnyone.from_pretrained(candidate).eval().to(compute_device())
     if not directory.exists():
         raise CliError(f"{directory} does not exist")
     raise CliError(f"{directory} is not a saved AnimateAnyone model (no {SETTINGS_FILE}, nor model/{SETTINGS_FILE})")

@@ -8,6 +8,7 @@ message naming the field and what is allowed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -295,6 +296,27 @@ def configure_torch(config: ProfileConfig) -> None:
 
 class ConfigError(ValueError):
     """A profile name or value that the study does not allow."""
+
+
+DEVICE_ENV = "POSEGUARD_DEVICE"
+
+
+def compute_device():
+    """Where the generator trains and samples: ``$POSEGUARD_DEVICE`` (e.g. ``cpu``, ``cuda:1``) if
+    set, else the first GPU, else the CPU. Sampling dominates every chapter's cost, so a model that
+    stayed on the CPU beside an idle GPU would waste the GPU."""
+    import torch
+
+    wanted = os.environ.get(DEVICE_ENV)
+    if not wanted:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(wanted)
+    except RuntimeError as err:
+        raise ConfigError(f"{DEVICE_ENV}={wanted!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{DEVICE_ENV}={wanted!r} asks for a GPU, but torch sees none")
+    return device
 
 
 def load_profile(profile: str, **overrides: object) -> ProfileConfig:

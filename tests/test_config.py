@@ -32,3 +32,21 @@ def test_invalid_value_names_the_field(monkeypatch, tmp_path):
 def test_unknown_key_is_rejected():
     with pytest.raises(ConfigError, match="colour: Extra inputs are not permitted"):
         load_profile("tiny", colour="red")
+
+
+def test_compute_device_follows_the_environment_and_refuses_what_torch_lacks(monkeypatch):
+    import torch
+
+    from poseguard_lib.config import DEVICE_ENV, compute_device
+
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert compute_device() == torch.device("cpu")
+    monkeypatch.setenv(DEVICE_ENV, "abacus")
+    with pytest.raises(ConfigError, match="POSEGUARD_DEVICE='abacus' is not a torch device"):
+        compute_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv(DEVICE_ENV, "cuda")
+        with pytest.raises(ConfigError, match="asks for a GPU"):
+            compute_device()
+        monkeypatch.delenv(DEVICE_ENV)
+        assert compute_device() == torch.device("cpu")

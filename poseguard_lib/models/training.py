@@ -42,7 +42,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from torch import nn
 from tqdm.auto import tqdm
 
-from poseguard_lib.config import ProfileConfig, TrainSettings
+from poseguard_lib.config import ProfileConfig, TrainSettings, compute_device
 from poseguard_lib.io import atomic_dir, cache_dir, sha256_json, write_csv, write_json
 from poseguard_lib.models.components import SETTINGS_FILE, AnimateAnyone, build_model
 
@@ -213,6 +213,7 @@ def train_stage(
     objective = (ImageObjective if stage == 1 else VideoObjective)(model, settings)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=settings.weight_decay)
     accelerator = Accelerator(
+        cpu=compute_device().type == "cpu",
         mixed_precision="fp16" if settings.mixed_precision == "fp16" else "no",
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
@@ -301,7 +302,7 @@ def load_or_train_base_model(
 
     The cache folder ``<cache_root>/<profile>-<digest>`` holds ``model/`` (save_pretrained),
     ``loss_history.csv``/``.json`` and ``training.json``; an interrupted training resumes from
-    ``<cache_root>/<profile>-<digest>.checkpoints``.
+    ``<cache_root>/<profile>-<digest>.checkpoints``. The model comes back on :func:`compute_device`.
     """
     if profile_cfg.profile == "paper":
         raise ValueError("the paper profile uses Moore's released weights (poseguard_lib.models.checkpoints), not training")
@@ -310,8 +311,10 @@ def load_or_train_base_model(
     cache_root = Path(cache_root) if cache_root is not None else cache_dir("models")
     key = training_key(profile_cfg)
     final = cache_root / key
+    device = compute_device()
     if (final / "model" / SETTINGS_FILE).exists():
-        return AnimateAnyone.from_pretrained(final / "model").eval(), pd.read_csv(final / "loss_history.csv")
+        model = AnimateAnyone.from_pretrained(final / "model").eval()
+        return model.to(device), pd.read_csv(final / "loss_history.csv")
 
     # No random crops: a run sees each training pair only a few times, so there is nothing to
     # regularise, and crops would move the training distribution away from the uncropped tests.
@@ -334,4 +337,4 @@ def load_or_train_base_model(
              "torch_threads": torch.get_num_threads()},
         )
     shutil.rmtree(checkpoints, ignore_errors=True)
-    return model, history
+    return model.to(device), history
