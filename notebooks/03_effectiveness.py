@@ -34,8 +34,6 @@ n_poses = None  # pose counts to run, taken from defense.n_poses (None: all of t
 
 # %%
 import copy
-import os
-import platform
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -53,7 +51,8 @@ from poseguard_lib.metrics.extractors import load_extractors
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.metrics.psr import pose_suppression_rate
 from poseguard_lib.models.training import load_or_train_base_model, training_key
-from poseguard_lib.reporting import beside_paper, frame_grid, paper_table, profile_banner, save_figure, to_uint8
+from poseguard_lib.reporting import (beside_paper, device_description, frame_grid, paper_table, profile_banner,
+                                     save_figure, to_uint8)
 from poseguard_lib.study import (benign_eval_set, benign_keypoints, generate_benign, generate_unsafe, pose_roles,
                                  seconds_per_frame, select_learning_rate, unsafe_eval_set, unsafe_order, validation_set)
 
@@ -272,7 +271,7 @@ candidates = {
     f"LoRA-FT-{largest} (unmerged)": unmerged,
 }
 speed = [{"method": method, "sec_per_frame": seconds} for method, seconds in seconds_per_frame(candidates, benign_set, config).items()]
-device = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+device = device_description(base.device)
 speed = pd.DataFrame(speed).assign(device=device, profile=profile)
 speed["relative_to_original"] = speed.sec_per_frame / speed.sec_per_frame.iloc[0]
 write_csv(f"{out_dir}/speed.csv", speed)

@@ -17,6 +17,30 @@ PAPER_TABLES_IN_REPO = Path(__file__).resolve().parent.parent / "data_manifest" 
 METRIC_COLUMNS = ("fid_vid", "fvd", "fid", "ssim", "psnr", "lpips", "ssim_star", "psnr_star", "lpips_star")
 
 
+def device_description(device=None) -> str:
+    """The hardware a number was measured on: the GPU's name, or the CPU's model, cores and torch threads
+    (``device`` defaults to :func:`~poseguard_lib.config.compute_device`)."""
+    import os
+    import platform
+
+    import torch
+
+    from poseguard_lib.config import compute_device
+
+    device = torch.device(device) if device is not None else compute_device()
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
 def paper_table(name: str) -> pd.DataFrame:
     """One of the paper's tables (e.g. ``"table1_effectiveness"``), as transcribed in the repository."""
     path = PAPER_TABLES_IN_REPO / f"{name}.csv"

@@ -31,6 +31,7 @@ import yaml
 
 from poseguard_lib.config import PROFILES, load_profile
 from poseguard_lib.io import atomic_path, write_json
+from poseguard_lib.reporting import device_description
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -65,22 +66,6 @@ def _git(*args: str) -> str:
         return ""
 
 
-def _device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU: {cpu} ({os.cpu_count()} cores)"
-
-
 def provenance(profile: str, seed: int, wall_time_s: float, parameters: dict | None = None) -> dict:
     """What a reader needs to trust (or redo) a result: code, config, seed, packages, device."""
     config = load_profile(profile, seed=seed)
@@ -99,7 +84,7 @@ def provenance(profile: str, seed: int, wall_time_s: float, parameters: dict | N
         "parameters": parameters or {},
         "python": platform.python_version(),
         "packages": versions,
-        "device": _device(),
+        "device": device_description(),
         "wall_time_s": round(wall_time_s, 2),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

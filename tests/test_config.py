@@ -50,3 +50,12 @@ def test_compute_device_follows_the_environment_and_refuses_what_torch_lacks(mon
             compute_device()
         monkeypatch.delenv(DEVICE_ENV)
         assert compute_device() == torch.device("cpu")
+
+
+def test_device_description_names_the_cpu_and_its_threads():
+    import torch
+
+    from poseguard_lib.reporting import device_description
+
+    text = device_description("cpu")
+    assert text.startswith("CPU: ") and f"{torch.get_num_threads()} threads" in text
