@@ -38,7 +38,8 @@ def device_description(device=None) -> str:
                 break
     except OSError:
         pass
-    return f"CPU: {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU: {cpu} ({os.cpu_count()} cores, {threads} thread{'' if threads == 1 else 's'})"
 
 
 def paper_table(name: str) -> pd.DataFrame:

@@ -57,5 +57,6 @@ def test_device_description_names_the_cpu_and_its_threads():
 
     from poseguard_lib.reporting import device_description
 
+    threads = torch.get_num_threads()
     text = device_description("cpu")
-    assert text.startswith("CPU: ") and f"{torch.get_num_threads()} threads" in text
+    assert text.startswith("CPU: ") and text.endswith(f"{threads} thread{'' if threads == 1 else 's'})")
