@@ -38,8 +38,8 @@ class DataSettings(Section):
     # Short side at which the DWPose skeleton is drawn before resizing to the frame
     # (Moore: 512). Four times the frame on the small profiles so strokes stay 1-2 px wide.
     pose_detect_resolution: int = Field(gt=0)
-    # HSV saturation range of the studio walls; ``small`` uses coloured walls so that the
-    # reference's hue is a large share of the loss.
+    # HSV saturation range of the studio walls (coloured walls make the reference's hue a large
+    # share of the loss: results/small/ablations/coloured_walls/).
     wall_saturation: tuple[float, float] = DEFAULT_WALL_SATURATION
     source: Literal["synthetic", "ubc_fashion"] = "synthetic"
 

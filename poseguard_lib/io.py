@@ -45,7 +45,7 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def sha256_tensors(tensors: Mapping[str, "torch.Tensor"]) -> str:
+def sha256_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 of named tensors' bytes (names, dtypes and shapes included). Bytes, not sums: a sum's
     rounding depends on the thread count, which made one-thread and two-thread runs miss each other's caches."""
     digest = hashlib.sha256()

@@ -128,6 +128,17 @@ def generate_benign(model, eval_set: BenignEvalSet, cfg: ProfileConfig, progress
     return cached_generation(model, "video", inputs, cfg, generate)
 
 
+def generate_images_cached(model, references: torch.Tensor, poses: torch.Tensor, cfg: ProfileConfig,
+                           progress: bool = False) -> torch.Tensor:
+    """The image pipeline (seed ``cfg.seed``) through :func:`cached_generation`."""
+    from poseguard_lib.models.pipeline import generate_images
+
+    def generate():
+        return [generate_images(model, references, poses, cfg.sampling, seed=cfg.seed, progress=progress)]
+
+    return cached_generation(model, "images", {"references": references, "poses": poses}, cfg, generate)[0]
+
+
 def _shifted(video: torch.Tensor) -> torch.Tensor:
     """Each frame paired with the frame half a clip away: another pose of the same video."""
     return torch.roll(video, shifts=len(video) // 2, dims=0)
@@ -265,13 +276,7 @@ def unsafe_eval_set(cfg: ProfileConfig, unsafe: list, safe_target_kind: str | No
 
 def generate_unsafe(model, eval_set: UnsafeEvalSet, cfg: ProfileConfig, progress: bool = False) -> torch.Tensor:
     """One image per item (same noise for every model, so outputs are compared like for like)."""
-    from poseguard_lib.models.pipeline import generate_images
-
-    def generate():
-        return [generate_images(model, eval_set.references, eval_set.poses, cfg.sampling, seed=cfg.seed, progress=progress)]
-
-    inputs = {"references": eval_set.references, "poses": eval_set.poses}
-    return cached_generation(model, "images", inputs, cfg, generate)[0]
+    return generate_images_cached(model, eval_set.references, eval_set.poses, cfg, progress)
 
 
 def benign_keypoints(eval_set: BenignEvalSet, frames: int) -> np.ndarray:
@@ -355,7 +360,6 @@ def select_learning_rate(base, pairs, benign, cfg: ProfileConfig, strategy: str,
     from pathlib import Path
 
     from poseguard_lib.defense import load_or_defend
-    from poseguard_lib.models.pipeline import generate_images
 
     if not candidates:
         raise ValueError("no candidate learning rates to choose from")
@@ -363,10 +367,7 @@ def select_learning_rate(base, pairs, benign, cfg: ProfileConfig, strategy: str,
 
     def outputs(model):
         unsafe = generate_unsafe(model, validation.unsafe, cfg)
-        benign_inputs = {"references": validation.benign_references, "poses": validation.benign_poses}
-        benign_out = cached_generation(model, "images", benign_inputs, cfg, lambda: [generate_images(
-            model, validation.benign_references, validation.benign_poses, cfg.sampling, seed=cfg.seed, progress=False)])
-        return unsafe, benign_out[0]
+        return unsafe, generate_images_cached(model, validation.benign_references, validation.benign_poses, cfg)
 
     base_unsafe, base_benign = outputs(base)
     rows = []
