@@ -66,6 +66,10 @@ def _git(*args: str) -> str:
         return ""
 
 
+# what a run itself rewrites: a tree whose only changes are these still ran the committed code
+RUN_OUTPUTS = (":(exclude)results", ":(exclude)book", ":(exclude)_toc.yml")
+
+
 def provenance(profile: str, seed: int, wall_time_s: float, parameters: dict | None = None) -> dict:
     """What a reader needs to trust (or redo) a result: code, config, seed, packages, device."""
     config = load_profile(profile, seed=seed)
@@ -77,7 +81,7 @@ def provenance(profile: str, seed: int, wall_time_s: float, parameters: dict | N
             versions[name] = None
     return {
         "git_commit": _git("rev-parse", "HEAD") or None,
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", *RUN_OUTPUTS)),
         "profile": profile,
         "config_sha256": config.digest(),
         "seed": seed,
