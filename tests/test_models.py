@@ -280,6 +280,14 @@ def test_save_and_load_round_trip(model, tmp_path):
         AnimateAnyone.from_pretrained(tmp_path)
 
 
+def test_saving_draws_no_progress_bar(model, tmp_path, capfd):
+    from transformers.utils import logging as transformers_logging
+
+    model.save_pretrained(tmp_path / "model")
+    assert "Writing model shards" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # the caller's setting is restored
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "references, poses, message",

@@ -34,6 +34,7 @@ from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedd
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers.utils import logging as transformers_logging
 
 from poseguard_lib.config import ModelSettings, ProfileConfig
 from poseguard_lib.io import atomic_dir
@@ -161,6 +162,18 @@ def build_vae() -> AutoencoderKL:
         sample_size=256,
         scaling_factor=SD_VAE_SCALING,
     )
+
+
+@contextlib.contextmanager
+def _quiet_transformers_saving() -> Iterator[None]:
+    """transformers draws a shard-writing progress bar on every save, which floods notebook output."""
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def build_model(settings: ModelSettings | ProfileConfig, seed: int = 0) -> "AnimateAnyone":
@@ -357,7 +370,8 @@ class AnimateAnyone(nn.Module):
             (tmp / SETTINGS_FILE).write_text(json.dumps(self.settings.model_dump(mode="json"), indent=2))
             self.reference_unet.save_pretrained(tmp / "reference_unet")
             self.denoising_unet.save_pretrained(tmp / "denoising_unet")
-            self.image_encoder.save_pretrained(tmp / "image_encoder")
+            with _quiet_transformers_saving():
+                self.image_encoder.save_pretrained(tmp / "image_encoder")
             self.scheduler.save_pretrained(tmp / "scheduler")
             guider = tmp / "pose_guider"
             guider.mkdir()
