@@ -67,7 +67,7 @@ def _git(*args: str) -> str:
 
 
 # what a run itself rewrites: a tree whose only changes are these still ran the committed code
-RUN_OUTPUTS = (":(exclude)results", ":(exclude)book", ":(exclude)_toc.yml")
+RUN_OUTPUTS = tuple(f":(exclude){path.relative_to(ROOT)}" for path in (RESULTS_DIR, BOOK_DIR, ROOT / "_toc.yml"))
 
 
 def provenance(profile: str, seed: int, wall_time_s: float, parameters: dict | None = None) -> dict:
