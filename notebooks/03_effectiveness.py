@@ -71,7 +71,7 @@ profile_banner(profile, seed, extractor_note=True)
 # Defenses against *n* poses use the first *n* poses of a fixed order in which the three categories
 # take turns, so the sets are nested. The last poses of that order are never trained on; they test
 # selectivity. The pose right after the trained pool is a *validation* pose: it is used only to
-# choose the LoRA learning rate, worn by training people, and appears in no reported number.
+# choose the learning rates, worn by training people, and appears in no reported number.
 
 # %%
 base, _ = load_or_train_base_model(config, progress=False)
@@ -103,28 +103,33 @@ base_false_positive = pose_suppression_rate(torch.cat(base_benign), benign_poses
                                             config.metrics.psr_threshold, config.metrics.psr_min_detected).rate
 
 # %% [markdown]
-# ## Choosing the LoRA learning rate on a validation pose
+# ## Choosing the learning rates on a validation pose
 #
 # The paper trains its LoRA at the full fine-tuning rate. On the small model that rate left a
-# rank-4 adapter almost without effect, so the rate is chosen here, before any Table 1 number is
-# seen, by a fixed rule: train a LoRA on the validation pose at each candidate rate (the one-pose
-# step budget), then take the smallest rate whose SSIM\* on that pose is at most 0.25 while benign
+# rank-4 adapter almost without effect, so each strategy's rate is chosen here, before any Table 1
+# number is seen, by a fixed rule: defend against the validation pose at each candidate rate (the
+# one-pose step budget; full fine-tuning with the benign pairs of Eq. 1, LoRA on unsafe pairs only
+# as Eq. 2), then take the smallest rate whose SSIM\* on that pose is at most 0.25 while benign
 # outputs of training people keep SSIM ≥ 0.90 against the undefended model's; failing that, the
-# rate that suppresses most within the benign limit. Every LoRA row below uses the chosen rate.
+# rate that suppresses most within the benign limit; failing that too, the rate whose benign
+# outputs stay closest to the undefended model's. A strategy without candidates keeps its
+# configured rate. Every Table 1 row below uses the chosen rates.
 
 # %%
 defense_settings = config.defense
-if config.defense.lora_lr_candidates:
+strategy_benign = {"full": benign_pairs, "lora": None}  # Eq. 1 trains on benign pairs too, Eq. 2 does not
+if any(config.defense.rate_candidates(strategy) for strategy in strategy_benign):
     validation = validation_set(config, validation_poses, config.evaluation.validation_benign)
     validation_pairs = UnsafePairDataset.from_settings(
         reference_frames(split["train"]), [p.pose for p in validation_poses], config.data, config.defense, seed=seed,
         pose_labels=[p.id for p in validation_poses])
-    lora_rates = select_learning_rate(base, validation_pairs, None, config, "lora", config.defense.lora_lr_candidates,
-                                      validation, cache_dir=defense_cache / "validation", seed=seed)
-    write_csv(f"{out_dir}/lora_learning_rate.csv", lora_rates)
-    defense_settings = config.defense.model_copy(
-        update={"lora_learning_rate": float(lora_rates.learning_rate[lora_rates.chosen].iloc[0])})
-    display(lora_rates.round(4))
+for strategy, strategy_benign_pairs in strategy_benign.items():
+    if candidates := config.defense.rate_candidates(strategy):
+        rates = select_learning_rate(base, validation_pairs, strategy_benign_pairs, config, strategy, candidates,
+                                     validation, cache_dir=defense_cache / "validation", seed=seed)
+        write_csv(f"{out_dir}/{strategy}_learning_rate.csv", rates)
+        defense_settings = defense_settings.with_rate(strategy, float(rates.learning_rate[rates.chosen].iloc[0]))
+        display(rates.round(4))
 print(f"LoRA learning rate: {defense_settings.rate_for('lora'):g}; full fine-tuning: {defense_settings.rate_for('full'):g}")
 
 # %% [markdown]
@@ -285,7 +290,7 @@ pd.concat([speed, paper_table("table2_speed").rename(columns={"gpu": "device"}).
 # undefended model's and the never-trained poses stay near SSIM\* 1. The two strategies differ as
 # Eq. 1 and Eq. 2 say they should. Full fine-tuning sees benign pairs in every batch, which hold
 # benign outputs in place. LoRA sees unsafe pairs only, so nothing but its low rank and its step
-# budget stops the refusal from spreading to benign poses. Its learning rate therefore trades
+# budget stops the refusal from spreading to benign poses. For both, the learning rate trades
 # suppression against collateral damage, and it is chosen on a validation pose above rather than
 # after looking at these rows. Timings on a shared CPU move by several percent from run to run, so
 # differences of that size in Table 2 are noise, not cost. The book's introduction states where the

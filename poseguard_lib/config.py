@@ -224,8 +224,9 @@ class DefenseSettings(Section):
     benign and ``unsafe_batch`` unsafe pairs (benign must dominate, or benign outputs darken
     too). ``lora_learning_rate``: the adapters' rate (``lora`` and ``fuse``; null: ``learning_rate``);
     a low-rank update moves the weights far less per step than full fine-tuning does.
-    ``lora_lr_candidates``: rates notebook 03 chooses ``lora_learning_rate`` from on validation
-    poses (:func:`poseguard_lib.study.select_learning_rate`; empty: no choice, use the setting).
+    ``lora_lr_candidates`` / ``full_lr_candidates``: rates notebook 03 chooses ``lora_learning_rate``
+    / ``learning_rate`` from on validation poses (:func:`poseguard_lib.study.select_learning_rate`;
+    empty: no choice, use the setting).
     ``n_poses``: the numbers of unsafe poses the study defends against (Table 1).
     """
 
@@ -239,6 +240,7 @@ class DefenseSettings(Section):
     learning_rate: float = Field(gt=0)
     lora_learning_rate: float | None = Field(default=None, gt=0)
     lora_lr_candidates: tuple[float, ...] = ()
+    full_lr_candidates: tuple[float, ...] = ()
     safety_weight: float = Field(gt=0)
     lora_rank: int = Field(ge=1)
     safe_target: Literal["black", "blur"] = "black"
@@ -252,14 +254,23 @@ class DefenseSettings(Section):
     def _positive_pose_counts(self) -> "DefenseSettings":
         if not self.n_poses or min(self.n_poses) < 1:
             raise ValueError(f"n_poses must list pose counts >= 1, got {list(self.n_poses)}")
-        if any(rate <= 0 for rate in self.lora_lr_candidates):
-            raise ValueError(f"lora_lr_candidates must be positive learning rates, got {list(self.lora_lr_candidates)}")
+        for name in ("lora_lr_candidates", "full_lr_candidates"):
+            if any(rate <= 0 for rate in getattr(self, name)):
+                raise ValueError(f"{name} must be positive learning rates, got {list(getattr(self, name))}")
         return self
 
     def step_budget(self, strategy: str, n_poses: int) -> int:
         """Optimizer steps of one training run of ``strategy`` against ``n_poses`` poses."""
         scaled = self.scale_steps_with_poses and strategy in ("full", "lora")
         return self.steps * n_poses if scaled else self.steps
+
+    def rate_candidates(self, strategy: str) -> tuple[float, ...]:
+        """The learning rates notebook 03 may choose ``strategy``'s rate from (empty: keep the setting)."""
+        return self.full_lr_candidates if strategy == "full" else self.lora_lr_candidates
+
+    def with_rate(self, strategy: str, rate: float) -> "DefenseSettings":
+        """These settings with ``strategy`` training at ``rate``."""
+        return self.model_copy(update={"learning_rate" if strategy == "full" else "lora_learning_rate": rate})
 
     def rate_for(self, strategy: str) -> float:
         """The learning rate of the weights ``strategy`` trains (full: the UNet; lora/fuse: adapters)."""

@@ -340,14 +340,18 @@ def validation_set(cfg: ProfileConfig, unsafe: list, benign_frames: int) -> Vali
 
 def choose_rate(table: pd.DataFrame) -> float:
     """The smallest rate that suppresses enough while benign outputs stay put; else the strongest such
-    suppression; else (every rate disturbs benign outputs) the smallest rate."""
+    suppression; else (every rate disturbs benign outputs) the rate that disturbs them least.
+
+    The last case does not assume a smaller rate is gentler: with benign pairs in every batch (Eq. 1)
+    a larger rate can also repair the benign outputs faster than the unsafe pairs disturb them.
+    """
     gentle = table[table.benign_ssim_vs_undefended >= SELECTION_MIN_BENIGN_SSIM]
     enough = gentle[gentle.ssim_star <= SELECTION_SSIM_STAR]
     if len(enough):
         return float(enough.learning_rate.min())
     if len(gentle):
         return float(gentle.sort_values("ssim_star").learning_rate.iloc[0])
-    return float(table.learning_rate.min())
+    return float(table.sort_values("benign_ssim_vs_undefended", ascending=False).learning_rate.iloc[0])
 
 
 def select_learning_rate(base, pairs, benign, cfg: ProfileConfig, strategy: str, candidates, validation: ValidationSet,
@@ -363,7 +367,6 @@ def select_learning_rate(base, pairs, benign, cfg: ProfileConfig, strategy: str,
 
     if not candidates:
         raise ValueError("no candidate learning rates to choose from")
-    field = "learning_rate" if strategy == "full" else "lora_learning_rate"
 
     def outputs(model):
         unsafe = generate_unsafe(model, validation.unsafe, cfg)
@@ -372,7 +375,7 @@ def select_learning_rate(base, pairs, benign, cfg: ProfileConfig, strategy: str,
     base_unsafe, base_benign = outputs(base)
     rows = []
     for rate in sorted(float(c) for c in candidates):
-        settings = cfg.defense.model_copy(update={field: rate})
+        settings = cfg.defense.with_rate(strategy, rate)
         result = load_or_defend(base, pairs, benign, settings, cfg.train, strategy=strategy, seed=seed,
                                 out_dir=Path(cache_dir) / f"{strategy}-lr{rate:g}", progress=False)
         unsafe, benign_out = outputs(result.model)

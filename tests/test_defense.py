@@ -166,7 +166,7 @@ def test_bad_pair_inputs_are_named(pairs, change, message):
 
 
 @pytest.mark.parametrize(("field", "value"), [("lora_rank", 0), ("safety_weight", 0.0), ("safety_weight", -1.0), ("steps", 0), ("lora_learning_rate", 0.0),
-     ("lora_lr_candidates", [1e-3, -1e-3])])
+     ("lora_lr_candidates", [1e-3, -1e-3]), ("full_lr_candidates", [0.0])])
 def test_out_of_range_settings_name_the_field(field, value):
     with pytest.raises(ValidationError, match=field):
         _settings(**{field: value})

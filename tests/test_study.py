@@ -120,12 +120,15 @@ def _rates(rows):
     ([(1e-4, 0.9, 0.99), (1e-3, 0.2, 0.95), (1e-2, 0.05, 0.93)], 1e-3),  # smallest that suppresses enough
     ([(1e-4, 0.9, 0.99), (1e-3, 0.5, 0.95), (1e-2, 0.1, 0.70)], 1e-3),  # 1e-2 suppresses but ruins benign outputs
     ([(1e-4, 0.9, 0.80), (1e-3, 0.5, 0.70)], 1e-4),  # none keeps benign outputs: the gentlest
+    ([(3e-5, 0.03, 0.84), (1e-4, 0.02, 0.89)], 1e-4),  # ... even when that is the larger rate
 ])
 def test_the_learning_rate_rule_prefers_small_rates_that_suppress_and_spare_benign_outputs(rows, chosen):
     assert choose_rate(_rates(rows)) == chosen
 
 
-def test_select_learning_rate_trains_each_candidate_on_validation_poses_only(tmp_path):
+@pytest.mark.parametrize("strategy", ["lora", "full"])
+def test_select_learning_rate_trains_each_candidate_on_validation_poses_only(strategy, tmp_path):
+    from poseguard_lib.data.synthetic import ImagePairDataset
     from poseguard_lib.defense import UnsafePairDataset, reference_frames
     from poseguard_lib.models import build_model
 
@@ -138,11 +141,12 @@ def test_select_learning_rate_trains_each_candidate_on_validation_poses_only(tmp
     train_videos = build_split(CONFIG.data, CONFIG.seed)["train"]
     pairs = UnsafePairDataset.from_settings(reference_frames(train_videos[:4]), [p.pose for p in validation_poses],
                                             CONFIG.data, CONFIG.defense)
+    benign = ImagePairDataset(train_videos[:4], seed=0) if strategy == "full" else None  # Eq. 1 needs benign pairs
     config = CONFIG.model_copy(update={"defense": CONFIG.defense.model_copy(update={"steps": 2})})
-    table = select_learning_rate(model, pairs, None, config, "lora", [1e-1, 1e-4], validation, cache_dir=tmp_path)
+    table = select_learning_rate(model, pairs, benign, config, strategy, [1e-1, 1e-4], validation, cache_dir=tmp_path)
     assert table.learning_rate.tolist() == [1e-4, 1e-1] and table.chosen.sum() == 1
     assert table.ssim_star.iloc[0] > table.ssim_star.iloc[1]  # a larger rate moves the outputs further
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lora-lr0.0001", "lora-lr0.1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{strategy}-lr0.0001", f"{strategy}-lr0.1"]
 
 
 def test_generated_outputs_are_cached_under_weights_inputs_and_seed(eval_set, monkeypatch, tmp_path):
