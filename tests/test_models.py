@@ -280,11 +280,13 @@ def test_save_and_load_round_trip(model, tmp_path):
         AnimateAnyone.from_pretrained(tmp_path)
 
 
-def test_saving_draws_no_progress_bar(model, tmp_path, capfd):
+def test_saving_and_loading_draw_no_progress_bar(model, tmp_path, capfd):
     from transformers.utils import logging as transformers_logging
 
     model.save_pretrained(tmp_path / "model")
-    assert "Writing model shards" not in capfd.readouterr().err
+    AnimateAnyone.from_pretrained(tmp_path / "model")
+    output = capfd.readouterr().err
+    assert "Writing model shards" not in output and "Loading weights" not in output
     assert transformers_logging.is_progress_bar_enabled()  # the caller's setting is restored
 
 

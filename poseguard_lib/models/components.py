@@ -165,8 +165,8 @@ def build_vae() -> AutoencoderKL:
 
 
 @contextlib.contextmanager
-def _quiet_transformers_saving() -> Iterator[None]:
-    """transformers draws a shard-writing progress bar on every save, which floods notebook output."""
+def _quiet_transformers_progress() -> Iterator[None]:
+    """transformers draws a progress bar on every save and load, which floods notebook output."""
     was_enabled = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()
     try:
@@ -174,6 +174,11 @@ def _quiet_transformers_saving() -> Iterator[None]:
     finally:
         if was_enabled:
             transformers_logging.enable_progress_bar()
+
+
+def _load_image_encoder(directory: Path) -> CLIPVisionModelWithProjection:
+    with _quiet_transformers_progress():
+        return CLIPVisionModelWithProjection.from_pretrained(directory)
 
 
 def build_model(settings: ModelSettings | ProfileConfig, seed: int = 0) -> "AnimateAnyone":
@@ -370,7 +375,7 @@ class AnimateAnyone(nn.Module):
             (tmp / SETTINGS_FILE).write_text(json.dumps(self.settings.model_dump(mode="json"), indent=2))
             self.reference_unet.save_pretrained(tmp / "reference_unet")
             self.denoising_unet.save_pretrained(tmp / "denoising_unet")
-            with _quiet_transformers_saving():
+            with _quiet_transformers_progress():
                 self.image_encoder.save_pretrained(tmp / "image_encoder")
             self.scheduler.save_pretrained(tmp / "scheduler")
             guider = tmp / "pose_guider"
@@ -399,7 +404,7 @@ class AnimateAnyone(nn.Module):
             reference_unet=UNet2DConditionModel.from_pretrained(directory / "reference_unet"),
             denoising_unet=UNet2DConditionModel.from_pretrained(directory / "denoising_unet"),
             pose_guider=pose_guider,
-            image_encoder=CLIPVisionModelWithProjection.from_pretrained(directory / "image_encoder"),
+            image_encoder=_load_image_encoder(directory / "image_encoder"),
             vae=AutoencoderKL.from_pretrained(directory / "vae") if has("vae") else None,
             scheduler=DDIMScheduler.from_pretrained(directory / "scheduler"),
             motion_adapter=MotionAdapter.from_pretrained(directory / "motion_adapter") if has("motion_adapter") else None,
