@@ -39,6 +39,7 @@ DEFENSE_OPTIONS = {
     "scale_steps_with_poses": "--scale-steps",
     "learning_rate": "--lr",
     "lora_learning_rate": "--lora-lr",
+    "lr_schedule": "--lr-schedule",
     "benign_batch": "--benign-batch",
     "unsafe_batch": "--unsafe-batch",
     "crop_min_scale": "--crop-min-scale",
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--lr", dest="learning_rate", type=float, metavar="F", help="AdamW learning rate")
     tuning.add_argument("--lora-lr", dest="lora_learning_rate", type=float, metavar="F",
                         help="learning rate of LoRA adapters (lora, fuse); default: the profile's, else --lr")
+    tuning.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                        help="constant rate, or cosine annealing to zero over each training run")
     tuning.add_argument("--benign-batch", type=int, metavar="N", help="benign pairs per step (full, fusion weights)")
     tuning.add_argument("--unsafe-batch", type=int, metavar="N", help="unsafe pairs per step")
     tuning.add_argument("--crop-min-scale", type=float, metavar="F",

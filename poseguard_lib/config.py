@@ -227,6 +227,8 @@ class DefenseSettings(Section):
     ``lora_lr_candidates`` / ``full_lr_candidates``: rates notebook 03 chooses ``lora_learning_rate``
     / ``learning_rate`` from on validation poses (:func:`poseguard_lib.study.select_learning_rate`;
     empty: no choice, use the setting).
+    ``lr_schedule``: ``constant``, or ``cosine`` to anneal every phase's rate to zero over its steps
+    (as stage 1 does: a model left at a constant rate keeps some sampling noise).
     ``n_poses``: the numbers of unsafe poses the study defends against (Table 1).
     """
 
@@ -239,6 +241,7 @@ class DefenseSettings(Section):
     unsafe_batch: int = Field(gt=0)
     learning_rate: float = Field(gt=0)
     lora_learning_rate: float | None = Field(default=None, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     lora_lr_candidates: tuple[float, ...] = ()
     full_lr_candidates: tuple[float, ...] = ()
     safety_weight: float = Field(gt=0)

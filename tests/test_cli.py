@@ -73,12 +73,13 @@ def test_defend_then_generate(files, tmp_path, capsys):
     out = tmp_path / "defended"
     code, _ = _run(["defend", "--base-model", files["base"], "--poses", files["kneel"], files["salute"],
                     "--catalogue", files["catalogue_id"], "--strategy", "lora", "--rank", "2", "--steps", "2",
-                    "--lora-lr", "1e-3", "--no-scale-steps", "--safe-target", "blur", "--blur-sigma", "0.1",
-                    "--output", out, "--no-progress"])
+                    "--lora-lr", "1e-3", "--lr-schedule", "cosine", "--no-scale-steps", "--safe-target", "blur",
+                    "--blur-sigma", "0.1", "--output", out, "--no-progress"])
     assert code == 0, capsys.readouterr().err
     result = load_defended(out)
     assert result.strategy == "lora" and result.record["settings"]["lora_rank"] == 2
     assert result.record["settings"]["lora_learning_rate"] == 1e-3 and result.record["step_budget"] == 2
+    assert result.record["settings"]["lr_schedule"] == "cosine"
     assert result.record["pairs"]["pose_labels"] == ["kneel", "salute", files["catalogue_id"]]
     assert result.record["pairs"]["safe_target"] == "blur" and result.record["pairs"]["blur_sigma"] == 0.1
 

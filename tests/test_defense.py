@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import cv2
 import numpy as np
@@ -294,8 +295,9 @@ def test_step_budget_grows_with_the_pose_count_and_lora_trains_at_its_own_rate(m
     assert again.record["seconds"] == done.record["seconds"]
 
 
-def test_resumed_defense_equals_an_uninterrupted_one(model, pairs, benign, tmp_path, monkeypatch):
-    settings = _settings(steps=4, checkpoint_every=2)
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resumed_defense_equals_an_uninterrupted_one(model, pairs, benign, tmp_path, monkeypatch, schedule):
+    settings = _settings(steps=4, checkpoint_every=2, lr_schedule=schedule)
     reference = defend(model, pairs, benign, settings, PROFILE.train, strategy="full", progress=False)
 
     real_loss = defense_api.batch_loss
@@ -319,9 +321,29 @@ def test_resumed_defense_equals_an_uninterrupted_one(model, pairs, benign, tmp_p
     assert resumed.history.step.tolist() == [1, 2, 3, 4]
     cached = load_or_defend(model, pairs, benign, settings, PROFILE.train, out_dir=tmp_path / "out", strategy="full")
     assert cached.record["seconds"] == resumed.record["seconds"]  # loaded, not trained again
-    longer = load_or_defend(model, pairs, benign, _settings(steps=5, checkpoint_every=2), PROFILE.train,
+    longer = load_or_defend(model, pairs, benign, _settings(steps=5, checkpoint_every=2, lr_schedule=schedule), PROFILE.train,
                             out_dir=tmp_path / "out", strategy="full", progress=False)
     assert longer.history.step.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_cosine_schedule_anneals_every_step_and_enters_the_fingerprint(model, pairs, benign, monkeypatch):
+    rates = []
+    real_step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    for schedule in ("constant", "cosine"):
+        defend(model, pairs, benign, _settings(steps=4, lr_schedule=schedule), PROFILE.train, strategy="full", progress=False)
+    rate = _settings().learning_rate
+    assert rates[:4] == [rate] * 4
+    torch.testing.assert_close(rates[4:], [rate * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)])
+    fingerprint = lambda **changes: defense_fingerprint(model, pairs, benign, _settings(**changes), PROFILE.train, "full", 0)
+    assert fingerprint(steps=2) == fingerprint(steps=3)  # a constant-rate run may be continued
+    assert fingerprint(steps=2, lr_schedule="cosine") != fingerprint(steps=3, lr_schedule="cosine")
+    assert fingerprint(steps=2, lr_schedule="cosine") != fingerprint(steps=2)
 
 
 def test_a_failed_save_leaves_nothing_behind(model, pairs, tmp_path, monkeypatch):

@@ -132,7 +132,7 @@ def _full_phase(work, objective, benign, pairs, settings, train, parts, shape, d
 
     loss = _dual_loss(objective, benign, pairs, settings, train, shape, device)
     steps = settings.step_budget("full", len(pairs.pose_labels))
-    return Phase("full", params, loss, steps, settings.rate_for("full"), train.weight_decay, prepare)
+    return Phase("full", params, loss, steps, settings.rate_for("full"), train.weight_decay, prepare, settings.lr_schedule)
 
 
 def _seeded_adapter(work: AnimateAnyone, name: str, rank: int, parts, seed: int) -> dict[str, torch.Tensor]:
@@ -155,7 +155,8 @@ def _adapter_phase(work, objective, pairs, name, strategy, settings, train, part
         return batch_loss(objective, pairs, settings.unsafe_batch, shape, train, generator, device)
 
     steps = settings.step_budget(strategy, len(pairs.pose_labels))
-    return Phase(f"adapter_{name}", params, loss, steps, settings.rate_for(strategy), train.weight_decay, prepare)
+    return Phase(f"adapter_{name}", params, loss, steps, settings.rate_for(strategy), train.weight_decay, prepare,
+                 settings.lr_schedule)
 
 
 def _fusion_phase(work, objective, benign, pairs, names, settings, train, parts, shape, device) -> tuple[Phase, torch.Tensor]:
@@ -172,7 +173,9 @@ def _fusion_phase(work, objective, benign, pairs, names, settings, train, parts,
         alphas.requires_grad_(True)
 
     loss = _dual_loss(objective, benign, pairs, settings, train, shape, device, call)
-    return Phase("fusion", {"fusion_weights": alphas}, loss, settings.fusion_steps, settings.fusion_learning_rate, 0.0, prepare), alphas
+    phase = Phase("fusion", {"fusion_weights": alphas}, loss, settings.fusion_steps, settings.fusion_learning_rate, 0.0, prepare,
+                  settings.lr_schedule)
+    return phase, alphas
 
 
 # ----------------------------------------------------------------------------- saving
@@ -214,12 +217,17 @@ def _step_budgets(settings: DefenseSettings, strategy: str, pairs: UnsafePairDat
 
 def defense_fingerprint(model, pairs, benign, settings, train, strategy, seed) -> str:
     """What determines a defense run's result; checkpoints and cached outputs must match it."""
+    # a constant rate is what every run before ``lr_schedule`` existed used: leaving it out keeps their outputs valid
+    constant = settings.lr_schedule == "constant"
+    left_out = _NOT_FINGERPRINTED | ({"lr_schedule"} if constant else set())
+    # a cosine schedule depends on the budget, so a longer run cannot continue a shorter one
+    budgets = {} if constant else {"step_budgets": _step_budgets(settings, strategy, pairs)}
     return sha256_json(
-        {
+        budgets | {
             "strategy": strategy,
-            # step budgets are left out: a longer run may continue from a shorter one's checkpoints;
-            # the learning rate is the one this strategy trains with
-            "settings": settings.model_dump(mode="json", exclude=_NOT_FINGERPRINTED) | {"learning_rate": settings.rate_for(strategy)},
+            # with a constant rate the step budgets are left out: a longer run may continue from a
+            # shorter one's checkpoints; the learning rate is the one this strategy trains with
+            "settings": settings.model_dump(mode="json", exclude=left_out) | {"learning_rate": settings.rate_for(strategy)},
             "train": _train_record(train),
             "seed": seed,
             "pairs": pairs.describe(),

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from poseguard_lib.config import TrainSettings
 from poseguard_lib.io import atomic_dir, write_json
 from poseguard_lib.models.components import AnimateAnyone
-from poseguard_lib.models.training import draw_batch
+from poseguard_lib.models.training import draw_batch, learning_rate_factor
 
 STATE_FILE = "state.json"
 TENSORS_FILE = "trainable.safetensors"
@@ -48,6 +48,7 @@ class Phase:
     """One optimisation run: its trainable tensors, the loss of a step, its budget.
 
     ``prepare`` runs before training or restoring (e.g. activating this phase's adapter).
+    ``schedule``: how the rate changes over the phase (``TrainSettings.lr_schedule``'s choices).
     """
 
     name: str
@@ -57,6 +58,7 @@ class Phase:
     learning_rate: float
     weight_decay: float
     prepare: Callable[[], None] = field(default=lambda: None)
+    schedule: str = "constant"
 
 
 def step_generator(seed: int, phase: str, step: int) -> torch.Generator:
@@ -165,6 +167,8 @@ def run_phase(
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, train.max_grad_norm)
+        for group in optimizer.param_groups:
+            group["lr"] = phase.learning_rate * learning_rate_factor(phase.schedule, step, phase.steps)
         if scaler is None:
             optimizer.step()
         else:
