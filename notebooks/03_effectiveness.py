@@ -54,7 +54,7 @@ from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.reporting import (beside_paper, device_description, frame_grid, paper_table, profile_banner,
                                      save_figure, to_uint8)
 from poseguard_lib.study import (benign_eval_set, benign_keypoints, generate_benign, generate_unsafe, pose_roles,
-                                 seconds_per_frame, select_learning_rate, unsafe_eval_set, unsafe_order, validation_set)
+                                 seconds_per_frame, select_setting, unsafe_eval_set, unsafe_order, validation_set)
 
 config = load_profile(profile, seed=seed)
 configure_torch(config)
@@ -103,7 +103,7 @@ base_false_positive = pose_suppression_rate(torch.cat(base_benign), benign_poses
                                             config.metrics.psr_threshold, config.metrics.psr_min_detected).rate
 
 # %% [markdown]
-# ## Choosing the learning rates on a validation pose
+# ## Choosing the learning rates and λ on a validation pose
 #
 # The paper trains its LoRA at the full fine-tuning rate. On the small model that rate left a
 # rank-4 adapter almost without effect, so each strategy's rate is chosen here, before any Table 1
@@ -112,25 +112,31 @@ base_false_positive = pose_suppression_rate(torch.cat(base_benign), benign_poses
 # as Eq. 2), then take the smallest rate whose SSIM\* on that pose is at most 0.25 while benign
 # outputs of training people keep SSIM ≥ 0.90 against the undefended model's; failing that, the
 # rate that suppresses most within the benign limit; failing that too, the rate whose benign
-# outputs stay closest to the undefended model's. A strategy without candidates keeps its
-# configured rate. Every Table 1 row below uses the chosen rates.
+# outputs stay closest to the undefended model's. Full fine-tuning then chooses Eq. 1's safety
+# weight λ at its chosen rate by the same rule (the smallest λ that suppresses enough, and so on),
+# where the profile lists candidates. A strategy without candidates keeps its configured values.
+# Every Table 1 row below uses the chosen values.
 
 # %%
 defense_settings = config.defense
 strategy_benign = {"full": benign_pairs, "lora": None}  # Eq. 1 trains on benign pairs too, Eq. 2 does not
-if any(config.defense.rate_candidates(strategy) for strategy in strategy_benign):
+choices = [(strategy, "learning_rate", config.defense.rate_candidates(strategy)) for strategy in strategy_benign]
+choices.append(("full", "safety_weight", config.defense.safety_weight_candidates))
+if any(candidates for *_, candidates in choices):
     validation = validation_set(config, validation_poses, config.evaluation.validation_benign)
     validation_pairs = UnsafePairDataset.from_settings(
         reference_frames(split["train"]), [p.pose for p in validation_poses], config.data, config.defense, seed=seed,
         pose_labels=[p.id for p in validation_poses])
-for strategy, strategy_benign_pairs in strategy_benign.items():
-    if candidates := config.defense.rate_candidates(strategy):
-        rates = select_learning_rate(base, validation_pairs, strategy_benign_pairs, config, strategy, candidates,
-                                     validation, cache_dir=defense_cache / "validation", seed=seed)
-        write_csv(f"{out_dir}/{strategy}_learning_rate.csv", rates)
-        defense_settings = defense_settings.with_rate(strategy, float(rates.learning_rate[rates.chosen].iloc[0]))
-        display(rates.round(4))
-print(f"LoRA learning rate: {defense_settings.rate_for('lora'):g}; full fine-tuning: {defense_settings.rate_for('full'):g}")
+for strategy, field, candidates in choices:
+    if candidates:  # each choice starts from the values chosen before it (λ at full fine-tuning's chosen rate)
+        tuned = config.model_copy(update={"defense": defense_settings})
+        table = select_setting(base, validation_pairs, strategy_benign[strategy], tuned, strategy, field, candidates,
+                               validation, cache_dir=defense_cache / "validation", seed=seed)
+        write_csv(f"{out_dir}/{strategy}_{field}.csv", table)
+        defense_settings = defense_settings.with_setting(strategy, field, float(table[field][table.chosen].iloc[0]))
+        display(table.round(4))
+print(f"LoRA learning rate: {defense_settings.rate_for('lora'):g}; full fine-tuning: {defense_settings.rate_for('full'):g}"
+      f" with λ = {defense_settings.safety_weight:g}")
 
 # %% [markdown]
 # ## Defending against 1 to N poses

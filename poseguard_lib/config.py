@@ -225,8 +225,8 @@ class DefenseSettings(Section):
     too). ``lora_learning_rate``: the adapters' rate (``lora`` and ``fuse``; null: ``learning_rate``);
     a low-rank update moves the weights far less per step than full fine-tuning does.
     ``lora_lr_candidates`` / ``full_lr_candidates``: rates notebook 03 chooses ``lora_learning_rate``
-    / ``learning_rate`` from on validation poses (:func:`poseguard_lib.study.select_learning_rate`;
-    empty: no choice, use the setting).
+    / ``learning_rate`` from on validation poses, and ``safety_weight_candidates`` the λ of full
+    fine-tuning at that rate (:func:`poseguard_lib.study.select_setting`; empty: no choice, use the setting).
     ``lr_schedule``: ``constant``, or ``cosine`` to anneal every phase's rate to zero over its steps
     (as stage 1 does: a model left at a constant rate keeps some sampling noise).
     ``n_poses``: the numbers of unsafe poses the study defends against (Table 1).
@@ -244,6 +244,7 @@ class DefenseSettings(Section):
     lr_schedule: Literal["constant", "cosine"] = "constant"
     lora_lr_candidates: tuple[float, ...] = ()
     full_lr_candidates: tuple[float, ...] = ()
+    safety_weight_candidates: tuple[float, ...] = ()
     safety_weight: float = Field(gt=0)
     lora_rank: int = Field(ge=1)
     safe_target: Literal["black", "blur"] = "black"
@@ -257,9 +258,9 @@ class DefenseSettings(Section):
     def _positive_pose_counts(self) -> "DefenseSettings":
         if not self.n_poses or min(self.n_poses) < 1:
             raise ValueError(f"n_poses must list pose counts >= 1, got {list(self.n_poses)}")
-        for name in ("lora_lr_candidates", "full_lr_candidates"):
-            if any(rate <= 0 for rate in getattr(self, name)):
-                raise ValueError(f"{name} must be positive learning rates, got {list(getattr(self, name))}")
+        for name in ("lora_lr_candidates", "full_lr_candidates", "safety_weight_candidates"):
+            if any(value <= 0 for value in getattr(self, name)):
+                raise ValueError(f"{name} must be positive, got {list(getattr(self, name))}")
         return self
 
     def step_budget(self, strategy: str, n_poses: int) -> int:
@@ -274,6 +275,10 @@ class DefenseSettings(Section):
     def with_rate(self, strategy: str, rate: float) -> "DefenseSettings":
         """These settings with ``strategy`` training at ``rate``."""
         return self.model_copy(update={"learning_rate" if strategy == "full" else "lora_learning_rate": rate})
+
+    def with_setting(self, strategy: str, field: str, value: float) -> "DefenseSettings":
+        """These settings with ``field`` set to ``value`` (``learning_rate``: the rate ``strategy`` trains with)."""
+        return self.with_rate(strategy, value) if field == "learning_rate" else self.model_copy(update={field: value})
 
     def rate_for(self, strategy: str) -> float:
         """The learning rate of the weights ``strategy`` trains (full: the UNet; lora/fuse: adapters)."""

@@ -338,9 +338,14 @@ def validation_set(cfg: ProfileConfig, unsafe: list, benign_frames: int) -> Vali
     )
 
 
-def choose_rate(table: pd.DataFrame) -> float:
-    """The smallest rate that suppresses enough while benign outputs stay put; else the strongest such
-    suppression; else (every rate disturbs benign outputs) the rate that disturbs them least.
+# what each tunable setting is called in a validation cache folder's name
+SETTING_TAGS = {"learning_rate": "lr", "safety_weight": "lambda"}
+
+
+def choose_setting(table: pd.DataFrame, field: str = "learning_rate") -> float:
+    """The smallest value of ``field`` (a learning rate, or Eq. 1's λ) that suppresses enough while
+    benign outputs stay put; else the strongest such suppression; else (every value disturbs benign
+    outputs) the value that disturbs them least.
 
     The last case does not assume a smaller rate is gentler: with benign pairs in every batch (Eq. 1)
     a larger rate can also repair the benign outputs faster than the unsafe pairs disturb them.
@@ -348,25 +353,28 @@ def choose_rate(table: pd.DataFrame) -> float:
     gentle = table[table.benign_ssim_vs_undefended >= SELECTION_MIN_BENIGN_SSIM]
     enough = gentle[gentle.ssim_star <= SELECTION_SSIM_STAR]
     if len(enough):
-        return float(enough.learning_rate.min())
+        return float(enough[field].min())
     if len(gentle):
-        return float(gentle.sort_values("ssim_star").learning_rate.iloc[0])
-    return float(table.sort_values("benign_ssim_vs_undefended", ascending=False).learning_rate.iloc[0])
+        return float(gentle.sort_values("ssim_star")[field].iloc[0])
+    return float(table.sort_values("benign_ssim_vs_undefended", ascending=False)[field].iloc[0])
 
 
-def select_learning_rate(base, pairs, benign, cfg: ProfileConfig, strategy: str, candidates, validation: ValidationSet,
-                         *, cache_dir, seed: int = 0) -> pd.DataFrame:
-    """Defend ``base`` against the validation ``pairs`` with ``strategy`` at each candidate learning
-    rate and measure SSIM* on the validation poses and benign agreement with the undefended model.
+def select_setting(base, pairs, benign, cfg: ProfileConfig, strategy: str, field: str, candidates,
+                   validation: ValidationSet, *, cache_dir, seed: int = 0) -> pd.DataFrame:
+    """Defend ``base`` against the validation ``pairs`` with ``strategy`` at each candidate value of
+    ``field`` (``learning_rate``: the rate ``strategy`` trains with; ``safety_weight``: λ) and measure
+    SSIM* on the validation poses and benign agreement with the undefended model.
 
-    Returns one row per rate; ``chosen`` marks the rate :func:`choose_rate`'s fixed rule picks.
+    Returns one row per value; ``chosen`` marks the value :func:`choose_setting`'s fixed rule picks.
     """
     from pathlib import Path
 
     from poseguard_lib.defense import load_or_defend
 
+    if field not in SETTING_TAGS:
+        raise ValueError(f"only {', '.join(SETTING_TAGS)} can be chosen on validation data, not {field!r}")
     if not candidates:
-        raise ValueError("no candidate learning rates to choose from")
+        raise ValueError(f"no candidate values of {field} to choose from")
 
     def outputs(model):
         unsafe = generate_unsafe(model, validation.unsafe, cfg)
@@ -374,14 +382,15 @@ def select_learning_rate(base, pairs, benign, cfg: ProfileConfig, strategy: str,
 
     base_unsafe, base_benign = outputs(base)
     rows = []
-    for rate in sorted(float(c) for c in candidates):
-        settings = cfg.defense.with_rate(strategy, rate)
+    for value in sorted(float(c) for c in candidates):
+        settings = cfg.defense.with_setting(strategy, field, value)
         result = load_or_defend(base, pairs, benign, settings, cfg.train, strategy=strategy, seed=seed,
-                                out_dir=Path(cache_dir) / f"{strategy}-lr{rate:g}", progress=False)
+                                out_dir=Path(cache_dir) / f"{strategy}-{SETTING_TAGS[field]}{value:g}", progress=False)
         unsafe, benign_out = outputs(result.model)
         rows.append({
             "strategy": strategy,
-            "learning_rate": rate,
+            "learning_rate": settings.rate_for(strategy),
+            "safety_weight": settings.safety_weight,
             "steps": result.record.get("step_budget", settings.step_budget(strategy, len(pairs.pose_labels))),
             "ssim_star": ssim(unsafe, base_unsafe),
             "benign_ssim_vs_undefended": ssim(benign_out, base_benign),
@@ -389,4 +398,4 @@ def select_learning_rate(base, pairs, benign, cfg: ProfileConfig, strategy: str,
             "benign_brightness": float(benign_out.mean()),
         })
     table = pd.DataFrame(rows)
-    return table.assign(chosen=table.learning_rate == choose_rate(table), profile=cfg.profile)
+    return table.assign(chosen=table[field] == choose_setting(table, field), profile=cfg.profile)

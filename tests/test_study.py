@@ -8,8 +8,8 @@ import torch
 from poseguard_lib.config import load_profile
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.synthetic import build_split
-from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_rate, colour_transfer,
-                                 generate_benign, pose_roles, seconds_per_frame, select_learning_rate, unsafe_eval_set,
+from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_setting, colour_transfer,
+                                 generate_benign, pose_roles, seconds_per_frame, select_setting, unsafe_eval_set,
                                  unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
@@ -123,11 +123,11 @@ def _rates(rows):
     ([(3e-5, 0.03, 0.84), (1e-4, 0.02, 0.89)], 1e-4),  # ... even when that is the larger rate
 ])
 def test_the_learning_rate_rule_prefers_small_rates_that_suppress_and_spare_benign_outputs(rows, chosen):
-    assert choose_rate(_rates(rows)) == chosen
+    assert choose_setting(_rates(rows)) == chosen
 
 
-@pytest.mark.parametrize("strategy", ["lora", "full"])
-def test_select_learning_rate_trains_each_candidate_on_validation_poses_only(strategy, tmp_path):
+@pytest.mark.parametrize(("strategy", "field"), [("lora", "learning_rate"), ("full", "learning_rate"), ("full", "safety_weight")])
+def test_select_setting_trains_each_candidate_on_validation_poses_only(strategy, field, tmp_path):
     from poseguard_lib.data.synthetic import ImagePairDataset
     from poseguard_lib.defense import UnsafePairDataset, reference_frames
     from poseguard_lib.models import build_model
@@ -143,10 +143,17 @@ def test_select_learning_rate_trains_each_candidate_on_validation_poses_only(str
                                             CONFIG.data, CONFIG.defense)
     benign = ImagePairDataset(train_videos[:4], seed=0) if strategy == "full" else None  # Eq. 1 needs benign pairs
     config = CONFIG.model_copy(update={"defense": CONFIG.defense.model_copy(update={"steps": 2})})
-    table = select_learning_rate(model, pairs, benign, config, strategy, [1e-1, 1e-4], validation, cache_dir=tmp_path)
-    assert table.learning_rate.tolist() == [1e-4, 1e-1] and table.chosen.sum() == 1
-    assert table.ssim_star.iloc[0] > table.ssim_star.iloc[1]  # a larger rate moves the outputs further
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{strategy}-lr0.0001", f"{strategy}-lr0.1"]
+    if field == "learning_rate":
+        candidates, tag = [1e-1, 1e-4], "lr"
+    else:  # λ at a rate that moves the outputs within two steps
+        config = config.model_copy(update={"defense": config.defense.model_copy(update={"learning_rate": 1e-2})})
+        candidates, tag = [10.0, 1e-4], "lambda"
+    table = select_setting(model, pairs, benign, config, strategy, field, candidates, validation, cache_dir=tmp_path)
+    assert table[field].tolist() == sorted(candidates) and table.chosen.sum() == 1
+    assert table.ssim_star.iloc[0] > table.ssim_star.iloc[1]  # a larger rate or λ moves the unsafe outputs further
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{strategy}-{tag}{c:g}" for c in candidates)
+    with pytest.raises(ValueError, match="only learning_rate, safety_weight"):
+        select_setting(model, pairs, benign, config, strategy, "steps", [1], validation, cache_dir=tmp_path)
 
 
 def test_generated_outputs_are_cached_under_weights_inputs_and_seed(eval_set, monkeypatch, tmp_path):

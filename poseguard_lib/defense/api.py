@@ -208,7 +208,7 @@ def _history_frame(history: list[dict]) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- entry points
 _NOT_FINGERPRINTED = {"checkpoint_every", "n_poses", "steps", "fusion_steps", "scale_steps_with_poses", "learning_rate",
-                      "lora_learning_rate", "lora_lr_candidates", "full_lr_candidates"}
+                      "lora_learning_rate", "lora_lr_candidates", "full_lr_candidates", "safety_weight_candidates"}
 
 
 def _step_budgets(settings: DefenseSettings, strategy: str, pairs: UnsafePairDataset) -> tuple[int, int]:
