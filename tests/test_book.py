@@ -39,6 +39,21 @@ def test_the_toc_lists_only_executed_pages(built_book):
     assert "book/tiny/01_data" in toc
 
 
+@pytest.mark.slow
+def test_a_notebook_still_being_written_does_not_break_the_build(built_book):
+    """A run of another profile writes its notebook to a hidden temporary file beside the final one."""
+    import nbformat
+
+    in_progress = runner.BOOK_DIR / "small" / ".03_effectiveness.ipynb.test.tmp.ipynb"
+    in_progress.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# half written")]), in_progress)
+    try:
+        html = runner.build_book("tiny")
+    finally:
+        in_progress.unlink()
+    assert (html / "book" / "tiny" / "01_data.html").is_file()
+
+
 def test_a_failing_notebook_names_itself_and_the_cell(tmp_path):
     notebook = tmp_path / "99_broken.py"
     notebook.write_text(
