@@ -1,0 +1,63 @@
+"""Where does full fine-tuning's benign drift come from? (small profile, validation pose only)
+
+Trains, or loads from the defense cache, Eq. 1 variants against the validation pose (300 steps) and
+compares their benign outputs of 32 training frames with the undefended model's and with the ground
+truth (image pipeline): a benign-only control (λ = 1e-9), λ = 1 at a constant or cosine-annealed rate,
+and smaller λ. Reported in the book's introduction; not part of `make reproduce` (about 13 minutes
+per variant on two CPU cores, seconds once cached).
+
+    .venv/bin/python explorations/full_ft_benign_drift.py
+"""
+
+import numpy as np
+import pandas as pd
+
+from poseguard_lib.config import configure_torch, load_profile
+from poseguard_lib.data.catalogue import load_unsafe_catalogue
+from poseguard_lib.data.synthetic import ImagePairDataset, build_split, to_tensor
+from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_frames
+from poseguard_lib.io import cache_dir
+from poseguard_lib.metrics.image import ssim
+from poseguard_lib.models.training import load_or_train_base_model, training_key
+from poseguard_lib.study import generate_images_cached, generate_unsafe, pose_roles, unsafe_order, validation_set
+
+VARIANTS = {  # name → (cache folder under the validation cache, changes to the profile's defense settings)
+    "benign-only control (λ 1e-9)": ("full-benign-only-lr0.0001", {"safety_weight": 1e-9}),
+    "λ 1, lr 1e-4": ("full-lr0.0001", {"safety_weight": 1.0}),
+    "λ 1, lr 1e-4 cosine": ("full-cosine-lr0.0001", {"safety_weight": 1.0, "lr_schedule": "cosine"}),
+    "λ 1, lr 3e-4 cosine": ("full-cosine-lr0.0003", {"safety_weight": 1.0, "learning_rate": 3e-4, "lr_schedule": "cosine"}),
+    "λ 0.3, lr 1e-4": ("full-lambda0.3", {"safety_weight": 0.3}),
+    "λ 0.1, lr 1e-4": ("full-lambda0.1", {"safety_weight": 0.1}),
+}
+
+config = load_profile("small", seed=0)
+configure_torch(config)
+base, _ = load_or_train_base_model(config, progress=False)
+validation_cache = cache_dir("defense", training_key(config)) / "validation"
+_, validation_poses, _ = pose_roles(unsafe_order(load_unsafe_catalogue(), config.seed), config)
+split = build_split(config.data, config.seed)
+validation = validation_set(config, validation_poses, config.evaluation.validation_benign)
+pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in validation_poses], config.data,
+                                        config.defense, seed=config.seed, pose_labels=[p.id for p in validation_poses])
+benign_pairs = ImagePairDataset(split["train"], seed=config.seed)
+videos = split["train"]  # the frames validation_set takes: every (len // 32)-th training video's middle frame
+truth = to_tensor(np.stack([v.frames[len(v) // 2] for v in videos[:: len(videos) // len(validation.benign_poses)]
+                            [: len(validation.benign_poses)]]))
+
+
+def measure(name, model, base_benign, base_unsafe):
+    benign = generate_images_cached(model, validation.benign_references, validation.benign_poses, config)
+    unsafe = generate_unsafe(model, validation.unsafe, config)
+    return {"variant": name, "benign_ssim_vs_undefended": ssim(benign, base_benign), "benign_ssim_vs_truth": ssim(benign, truth),
+            "ssim_star": ssim(unsafe, base_unsafe), "benign_brightness": float(benign.mean())}
+
+
+base_benign = generate_images_cached(base, validation.benign_references, validation.benign_poses, config)
+base_unsafe = generate_unsafe(base, validation.unsafe, config)
+rows = [measure("undefended", base, base_benign, base_unsafe)]
+for name, (folder, changes) in VARIANTS.items():
+    settings = config.defense.model_copy(update=changes)
+    result = load_or_defend(base, pairs, benign_pairs, settings, config.train, strategy="full", seed=config.seed,
+                            out_dir=validation_cache / folder, progress=True)
+    rows.append(measure(name, result.model, base_benign, base_unsafe))
+print(pd.DataFrame(rows).assign(profile=config.profile).round(4).to_string(index=False))
