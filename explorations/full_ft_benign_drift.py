@@ -9,17 +9,16 @@ per variant on two CPU cores, seconds once cached).
     .venv/bin/python explorations/full_ft_benign_drift.py
 """
 
-import numpy as np
 import pandas as pd
 
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
-from poseguard_lib.data.synthetic import ImagePairDataset, build_split, to_tensor
+from poseguard_lib.data.synthetic import ImagePairDataset, build_split
 from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_frames
 from poseguard_lib.io import cache_dir
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.models.training import load_or_train_base_model, training_key
-from poseguard_lib.study import generate_images_cached, generate_unsafe, pose_roles, unsafe_order, validation_set
+from poseguard_lib.study import pose_roles, unsafe_order, validation_outputs, validation_set
 
 VARIANTS = {  # name → (cache folder under the validation cache, changes to the profile's defense settings)
     "benign-only control (λ 1e-9)": ("full-benign-only-lr0.0001", {"safety_weight": 1e-9}),
@@ -40,20 +39,16 @@ validation = validation_set(config, validation_poses, config.evaluation.validati
 pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in validation_poses], config.data,
                                         config.defense, seed=config.seed, pose_labels=[p.id for p in validation_poses])
 benign_pairs = ImagePairDataset(split["train"], seed=config.seed)
-videos = split["train"]  # the frames validation_set takes: every (len // 32)-th training video's middle frame
-truth = to_tensor(np.stack([v.frames[len(v) // 2] for v in videos[:: len(videos) // len(validation.benign_poses)]
-                            [: len(validation.benign_poses)]]))
 
 
 def measure(name, model, base_benign, base_unsafe):
-    benign = generate_images_cached(model, validation.benign_references, validation.benign_poses, config)
-    unsafe = generate_unsafe(model, validation.unsafe, config)
-    return {"variant": name, "benign_ssim_vs_undefended": ssim(benign, base_benign), "benign_ssim_vs_truth": ssim(benign, truth),
-            "ssim_star": ssim(unsafe, base_unsafe), "benign_brightness": float(benign.mean())}
+    unsafe, benign = validation_outputs(model, validation, config)
+    return {"variant": name, "benign_ssim_vs_undefended": ssim(benign, base_benign),
+            "benign_ssim_vs_truth": ssim(benign, validation.benign_truth), "ssim_star": ssim(unsafe, base_unsafe),
+            "benign_brightness": float(benign.mean())}
 
 
-base_benign = generate_images_cached(base, validation.benign_references, validation.benign_poses, config)
-base_unsafe = generate_unsafe(base, validation.unsafe, config)
+base_unsafe, base_benign = validation_outputs(base, validation, config)
 rows = [measure("undefended", base, base_benign, base_unsafe)]
 for name, (folder, changes) in VARIANTS.items():
     settings = config.defense.model_copy(update=changes)

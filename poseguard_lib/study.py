@@ -322,6 +322,7 @@ class ValidationSet:
     unsafe: UnsafeEvalSet
     benign_references: torch.Tensor  # (N, 3, H, W): first frame of a training video
     benign_poses: torch.Tensor  # (N, 3, H, W): the pose image of that video's middle frame
+    benign_truth: torch.Tensor  # (N, 3, H, W): that middle frame itself
 
 
 def validation_set(cfg: ProfileConfig, unsafe: list, benign_frames: int) -> ValidationSet:
@@ -335,7 +336,14 @@ def validation_set(cfg: ProfileConfig, unsafe: list, benign_frames: int) -> Vali
         unsafe=unsafe_eval_set(cfg, unsafe, people_from="train"),
         benign_references=to_tensor(np.stack([v.frames[0] for v in picked])),
         benign_poses=to_tensor(np.stack([v.pose_images[len(v) // 2] for v in picked])),
+        benign_truth=to_tensor(np.stack([v.frames[len(v) // 2] for v in picked])),
     )
+
+
+def validation_outputs(model, validation: ValidationSet, cfg: ProfileConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model``'s (cached) outputs for the validation unsafe poses and the benign validation frames."""
+    unsafe = generate_unsafe(model, validation.unsafe, cfg)
+    return unsafe, generate_images_cached(model, validation.benign_references, validation.benign_poses, cfg)
 
 
 # what each tunable setting is called in a validation cache folder's name
@@ -376,17 +384,13 @@ def select_setting(base, pairs, benign, cfg: ProfileConfig, strategy: str, field
     if not candidates:
         raise ValueError(f"no candidate values of {field} to choose from")
 
-    def outputs(model):
-        unsafe = generate_unsafe(model, validation.unsafe, cfg)
-        return unsafe, generate_images_cached(model, validation.benign_references, validation.benign_poses, cfg)
-
-    base_unsafe, base_benign = outputs(base)
+    base_unsafe, base_benign = validation_outputs(base, validation, cfg)
     rows = []
     for value in sorted(float(c) for c in candidates):
         settings = cfg.defense.with_setting(strategy, field, value)
         result = load_or_defend(base, pairs, benign, settings, cfg.train, strategy=strategy, seed=seed,
                                 out_dir=Path(cache_dir) / f"{strategy}-{SETTING_TAGS[field]}{value:g}", progress=False)
-        unsafe, benign_out = outputs(result.model)
+        unsafe, benign_out = validation_outputs(result.model, validation, cfg)
         rows.append({
             "strategy": strategy,
             "learning_rate": settings.rate_for(strategy),
