@@ -18,15 +18,16 @@ from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_f
 from poseguard_lib.io import cache_dir
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.models.training import load_or_train_base_model, training_key
-from poseguard_lib.study import pose_roles, unsafe_order, validation_outputs, validation_set
+from poseguard_lib.study import pose_roles, setting_cache_name, unsafe_order, validation_outputs, validation_set
 
 VARIANTS = {  # name → (cache folder under the validation cache, changes to the profile's defense settings)
     "benign-only control (λ 1e-9)": ("full-benign-only-lr0.0001", {"safety_weight": 1e-9}),
-    "λ 1, lr 1e-4": ("full-lr0.0001", {"safety_weight": 1.0}),
+    # the rows notebook 03's selection also trains share its cache folders
+    "λ 1, lr 1e-4": (setting_cache_name("full", "learning_rate", 1e-4), {"safety_weight": 1.0}),
     "λ 1, lr 1e-4 cosine": ("full-cosine-lr0.0001", {"safety_weight": 1.0, "lr_schedule": "cosine"}),
     "λ 1, lr 3e-4 cosine": ("full-cosine-lr0.0003", {"safety_weight": 1.0, "learning_rate": 3e-4, "lr_schedule": "cosine"}),
-    "λ 0.3, lr 1e-4": ("full-lambda0.3", {"safety_weight": 0.3}),
-    "λ 0.1, lr 1e-4": ("full-lambda0.1", {"safety_weight": 0.1}),
+    "λ 0.3, lr 1e-4": (setting_cache_name("full", "safety_weight", 0.3), {"safety_weight": 0.3}),
+    "λ 0.1, lr 1e-4": (setting_cache_name("full", "safety_weight", 0.1), {"safety_weight": 0.1}),
 }
 
 config = load_profile("small", seed=0)

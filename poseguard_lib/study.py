@@ -350,6 +350,11 @@ def validation_outputs(model, validation: ValidationSet, cfg: ProfileConfig) -> 
 SETTING_TAGS = {"learning_rate": "lr", "safety_weight": "lambda"}
 
 
+def setting_cache_name(strategy: str, field: str, value: float) -> str:
+    """The validation cache folder of ``strategy`` defended at ``field`` = ``value`` (e.g. ``full-lambda0.1``)."""
+    return f"{strategy}-{SETTING_TAGS[field]}{value:g}"
+
+
 def choose_setting(table: pd.DataFrame, field: str = "learning_rate") -> float:
     """The smallest value of ``field`` (a learning rate, or Eq. 1's λ) that suppresses enough while
     benign outputs stay put; else the strongest such suppression; else (every value disturbs benign
@@ -389,7 +394,7 @@ def select_setting(base, pairs, benign, cfg: ProfileConfig, strategy: str, field
     for value in sorted(float(c) for c in candidates):
         settings = cfg.defense.with_setting(strategy, field, value)
         result = load_or_defend(base, pairs, benign, settings, cfg.train, strategy=strategy, seed=seed,
-                                out_dir=Path(cache_dir) / f"{strategy}-{SETTING_TAGS[field]}{value:g}", progress=False)
+                                out_dir=Path(cache_dir) / setting_cache_name(strategy, field, value), progress=False)
         unsafe, benign_out = validation_outputs(result.model, validation, cfg)
         rows.append({
             "strategy": strategy,
