@@ -1,0 +1,57 @@
+"""Which poses does each defended model suppress? (small profile, notebook 03's cached models)
+
+Table 1 averages SSIM* over the trained poses; this splits it by pose, for the trained poses and
+the never-trained ones, so a mean like Full-FT-4's 0.33 can be read as "some poses fully, some not
+at all". It loads notebook 03's defenses and generations from the cache (the settings are the
+values notebook 03 chose, read from its committed selection tables), so it trains nothing and
+takes about two minutes once notebook 03 has run. Reported in the book's introduction.
+
+    .venv/bin/python explorations/per_pose_suppression.py
+"""
+
+import pandas as pd
+
+from poseguard_lib.config import configure_torch, load_profile
+from poseguard_lib.data.catalogue import load_unsafe_catalogue
+from poseguard_lib.data.synthetic import ImagePairDataset, build_split
+from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_frames
+from poseguard_lib.io import cache_dir, write_csv
+from poseguard_lib.metrics.image import ssim
+from poseguard_lib.models.training import load_or_train_base_model, training_key
+from poseguard_lib.study import generate_unsafe, pose_roles, unsafe_eval_set, unsafe_order
+
+POSE_COUNTS = (1, 4)  # the counts notebook 03 has run on `small` so far
+results = "results/small/effectiveness"
+
+config = load_profile("small", seed=0)
+configure_torch(config)
+base, _ = load_or_train_base_model(config, progress=False)
+defense_cache = cache_dir("defense", training_key(config))
+trained_pool, _, untrained = pose_roles(unsafe_order(load_unsafe_catalogue(), config.seed), config)
+split = build_split(config.data, config.seed)
+pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in trained_pool], config.data,
+                                        config.defense, seed=config.seed, pose_labels=[p.id for p in trained_pool])
+benign_pairs = ImagePairDataset(split["train"], seed=config.seed)
+settings = config.defense
+for strategy, field in (("full", "learning_rate"), ("lora", "learning_rate"), ("full", "safety_weight")):
+    table = pd.read_csv(f"{results}/{strategy}_{field}.csv")
+    settings = settings.with_setting(strategy, field, float(table[field][table.chosen].iloc[0]))
+
+unsafe_set = unsafe_eval_set(config, trained_pool + untrained)  # notebook 03's set, so its generations are cached
+shown = trained_pool[: max(POSE_COUNTS)] + untrained
+base_unsafe = generate_unsafe(base, unsafe_set, config)
+rows = []
+for strategy in ("full", "lora"):
+    for n in POSE_COUNTS:
+        result = load_or_defend(base, pairs.subset(n), benign_pairs, settings, config.train, strategy=strategy,
+                                seed=config.seed, out_dir=defense_cache / f"{strategy}-{n}", progress=False)
+        outputs = generate_unsafe(result.model, unsafe_set, config)
+        for pose in shown:
+            items = unsafe_set.items_of([pose.id])
+            role = "trained" if pose in trained_pool[:n] else "never trained" if pose in untrained else "not in this set"
+            rows.append({"model": f"{strategy}-{n}", "pose": pose.id, "category": pose.category, "role": role,
+                         "ssim_star": ssim(outputs[items], base_unsafe[items]),
+                         "brightness": float(outputs[items].mean())})
+table = pd.DataFrame(rows).assign(profile=config.profile)
+write_csv(f"{results}/per_pose_ssim_star.csv", table)
+print(table.round(4).to_string(index=False))
