@@ -20,8 +20,9 @@ from poseguard_lib.metrics.image import ssim
 from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.study import generate_unsafe, pose_roles, unsafe_eval_set, unsafe_order
 
-POSE_COUNTS = (1, 4)  # the counts notebook 03 has run on `small` so far
 results = "results/small/effectiveness"
+metrics = pd.read_csv(f"{results}/metrics.csv")
+pose_counts = sorted(metrics.n_poses[metrics.strategy != "none"].unique())  # the counts notebook 03 last ran
 
 config = load_profile("small", seed=0)
 configure_torch(config)
@@ -38,11 +39,11 @@ for strategy, field in (("full", "learning_rate"), ("lora", "learning_rate"), ("
     settings = settings.with_setting(strategy, field, float(table[field][table.chosen].iloc[0]))
 
 unsafe_set = unsafe_eval_set(config, trained_pool + untrained)  # notebook 03's set, so its generations are cached
-shown = trained_pool[: max(POSE_COUNTS)] + untrained
+shown = trained_pool[: max(pose_counts)] + untrained
 base_unsafe = generate_unsafe(base, unsafe_set, config)
 rows = []
 for strategy in ("full", "lora"):
-    for n in POSE_COUNTS:
+    for n in pose_counts:
         result = load_or_defend(base, pairs.subset(n), benign_pairs, settings, config.train, strategy=strategy,
                                 seed=config.seed, out_dir=defense_cache / f"{strategy}-{n}", progress=False)
         outputs = generate_unsafe(result.model, unsafe_set, config)
