@@ -53,8 +53,8 @@ from poseguard_lib.metrics.psr import pose_suppression_rate
 from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.reporting import (beside_paper, device_description, frame_grid, paper_table, profile_banner,
                                      save_figure, to_uint8)
-from poseguard_lib.study import (benign_eval_set, benign_keypoints, generate_benign, generate_unsafe, pose_roles,
-                                 seconds_per_frame, select_setting, unsafe_eval_set, unsafe_order, validation_set)
+from poseguard_lib.study import (benign_eval_set, benign_keypoints, generate_benign, generate_unsafe, inference_cost,
+                                 pose_roles, select_setting, unsafe_eval_set, unsafe_order, validation_set)
 
 config = load_profile(profile, seed=seed)
 configure_torch(config)
@@ -267,9 +267,12 @@ plt.show()
 # Merged defenses change weights, not architecture, so they should cost nothing at inference. An
 # unmerged LoRA adds its low-rank branches to every attention projection. Seconds per generated
 # frame of the video pipeline, median of 5 runs, measured here in one run; the models take turns
-# (after one untimed round), so a drift in the machine's speed does not land on one model. A second
-# copy of the original model is timed as a control: it computes exactly what the original does, so
-# its distance from the original is the timing noise of this run, the yardstick for the others.
+# (after one untimed round), and each model's time is divided by the original's *in the same
+# round*, so a drift in the machine's speed between rounds cancels. A second copy of the original
+# model is timed as a control: it computes exactly what the original does, so its distance from
+# the original is the timing noise of this run, the yardstick for the others. Time on a shared
+# machine stays noisy, so the work is also counted: floating-point operations per frame
+# (torch's `FlopCounterMode`), which are exact and show whether a model computes more at all.
 
 # %%
 largest = max(pose_counts)
@@ -284,10 +287,7 @@ candidates = {
     f"LoRA-FT-{largest} (unmerged)": unmerged,
     "Original (control copy)": copy.deepcopy(base),
 }
-speed = [{"method": method, "sec_per_frame": seconds} for method, seconds in seconds_per_frame(candidates, benign_set, config).items()]
-device = device_description(base.device)
-speed = pd.DataFrame(speed).assign(device=device, profile=profile)
-speed["relative_to_original"] = speed.sec_per_frame / speed.sec_per_frame.iloc[0]
+speed = inference_cost(candidates, benign_set, config).assign(device=device_description(base.device), profile=profile)
 write_csv(f"{out_dir}/speed.csv", speed)
 pd.concat([speed, paper_table("table2_speed").rename(columns={"gpu": "device"}).assign(profile="paper (RTX A6000)")]).round(4)
 
@@ -301,6 +301,7 @@ pd.concat([speed, paper_table("table2_speed").rename(columns={"gpu": "device"}).
 # benign outputs in place. LoRA sees unsafe pairs only, so nothing but its low rank and its step
 # budget stops the refusal from spreading to benign poses. For both, the learning rate trades
 # suppression against collateral damage, and it is chosen on a validation pose above rather than
-# after looking at these rows. In Table 2, a difference no larger than the control copy's distance
-# from the original is noise, not cost: on a shared CPU single runs move by several percent. The book's introduction states where the
-# `small` results stand against the paper.
+# after looking at these rows. In Table 2, a time difference no larger than the control copy's
+# distance from the original is noise, not cost: on a shared CPU single runs move by several
+# percent. The FLOP column has no noise and settles whether a model does any extra work. The book's
+# introduction states where the `small` results stand against the paper.

@@ -284,13 +284,45 @@ def benign_keypoints(eval_set: BenignEvalSet, frames: int) -> np.ndarray:
     return np.concatenate([video.poses.body_array()[:frames] for video in eval_set.videos])
 
 
-def seconds_per_frame(models: dict, eval_set: BenignEvalSet, cfg: ProfileConfig, repeats: int = 5) -> dict[str, float]:
-    """Median wall time per generated frame of the video pipeline on the first evaluation video,
-    for each of ``models`` (name → model).
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
 
-    The models take turns: one untimed warm-up round, then ``repeats`` timed rounds of every
-    model. On a shared machine whose speed drifts, timing each model's runs back to back would
-    put the drift into the differences between models; interleaving spreads it over all of them.
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _generation_flops(model, reference: torch.Tensor, poses: torch.Tensor, cfg: ProfileConfig) -> int:
+    """Floating-point operations of one video generation with ``cfg.sampling``.
+
+    Every denoising step runs the same shapes, so two counted generations of one and two steps
+    give the fixed part (reference pass, pose guider) and the per-step part, and the configured
+    step count follows exactly without running it under the counter. torch's table has no entry
+    for the CPU flash-attention kernel, so it is given the usual attention formula.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from poseguard_lib.models.pipeline import generate_video
+
+    counts = []
+    for steps in (1, 2):
+        sampling = cfg.sampling.model_copy(update={"num_inference_steps": steps})
+        counter = FlopCounterMode(display=False,
+                                  custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops})
+        with counter:
+            generate_video(model, reference, poses, sampling, seed=cfg.seed, progress=False)
+        counts.append(counter.get_total_flops())
+    per_step = counts[1] - counts[0]
+    return counts[0] + (cfg.sampling.num_inference_steps - 1) * per_step
+
+
+def inference_cost(models: dict, eval_set: BenignEvalSet, cfg: ProfileConfig, repeats: int = 5) -> pd.DataFrame:
+    """Table 2: what each of ``models`` (name → model; the first is the reference) costs per
+    generated frame of the video pipeline on the first evaluation video.
+
+    Time: one untimed warm-up round, then ``repeats`` rounds in which the models take turns.
+    ``sec_per_frame`` is each model's median; ``relative_to_original`` is the median over rounds
+    of its time over the first model's time *in the same round*, so a drift in the machine's
+    speed between rounds cancels instead of landing on one model. Work: ``gflop_per_frame`` is
+    counted, not timed, so it has no noise and shows whether a model computes more at all.
     """
     import time
 
@@ -299,14 +331,26 @@ def seconds_per_frame(models: dict, eval_set: BenignEvalSet, cfg: ProfileConfig,
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     reference, poses = eval_set.references[0], eval_set.poses[0]
-    timings: dict[str, list[float]] = {name: [] for name in models}
+    frames = len(poses)
+    rounds = []
     for timed_round in range(repeats + 1):
+        seconds = {}
         for name, model in models.items():
             began = time.perf_counter()
             generate_video(model, reference, poses, cfg.sampling, seed=cfg.seed, progress=False)
-            if timed_round:
-                timings[name].append((time.perf_counter() - began) / len(poses))
-    return {name: float(np.median(values)) for name, values in timings.items()}
+            seconds[name] = (time.perf_counter() - began) / frames
+        if timed_round:
+            rounds.append(seconds)
+    timings = pd.DataFrame(rounds)
+    first = timings.columns[0]
+    flops = {name: _generation_flops(model, reference, poses, cfg) / frames for name, model in models.items()}
+    return pd.DataFrame({
+        "method": timings.columns,
+        "sec_per_frame": timings.median().to_numpy(),
+        "relative_to_original": timings.div(timings[first], axis=0).median().to_numpy(),
+        "gflop_per_frame": [flops[name] / 1e9 for name in timings.columns],
+        "flop_relative_to_original": [flops[name] / flops[first] for name in timings.columns],
+    })
 
 
 # ----------------------------------------------------------------------------- tuning on validation data

@@ -1,4 +1,6 @@
-"""The study's evaluation sets and base-model checks (tiny profile, no generator needed)."""
+"""The study's evaluation sets, base-model checks and inference cost (tiny profile, toy generators)."""
+
+import copy
 
 import numpy as np
 import pandas as pd
@@ -9,7 +11,7 @@ from poseguard_lib.config import load_profile
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.synthetic import build_split
 from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_setting, colour_transfer,
-                                 generate_benign, pose_roles, seconds_per_frame, select_setting, unsafe_eval_set,
+                                 generate_benign, inference_cost, pose_roles, select_setting, unsafe_eval_set,
                                  unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
@@ -47,26 +49,58 @@ def test_a_frozen_output_has_no_pose_gap_even_when_it_is_a_true_frame(eval_set):
     assert base_quality(frozen, eval_set).pose_gap.iloc[0] < base_quality(list(eval_set.ground_truth), eval_set).pose_gap.iloc[0]
 
 
-def test_speed_is_timed_in_interleaved_rounds_after_a_warm_up(eval_set, monkeypatch):
+def test_speed_is_timed_in_interleaved_rounds_and_compared_within_each_round(eval_set, monkeypatch):
     import time
 
     import poseguard_lib.models.pipeline as pipeline
+    import poseguard_lib.study as study
 
     calls = []
 
     def fake_generate_video(model, reference, poses, sampling, seed, progress):
         calls.append(model)
-        time.sleep(model)  # the "model" is its own run time in seconds
+        time.sleep(model * (1 + (len(calls) - 1) // 2))  # the machine slows down every round
         return poses
 
     monkeypatch.setattr(pipeline, "generate_video", fake_generate_video)
+    monkeypatch.setattr(study, "_generation_flops", lambda model, *args: 1e9 * model)
     frames = len(eval_set.poses[0])
-    timings = seconds_per_frame({"fast": 0.01, "slow": 0.05}, eval_set, CONFIG, repeats=3)
-    assert calls == [0.01, 0.05] * 4  # one untimed round, then three timed rounds, models taking turns
-    assert list(timings) == ["fast", "slow"]
-    assert 0.01 / frames <= timings["fast"] < timings["slow"] and timings["slow"] >= 0.05 / frames  # per frame
+    cost = inference_cost({"fast": 0.01, "slow": 0.02}, eval_set, CONFIG, repeats=3).set_index("method")
+    assert calls == [0.01, 0.02] * 4  # one untimed round, then three timed rounds, models taking turns
+    assert list(cost.index) == ["fast", "slow"]
+    assert cost.sec_per_frame["fast"] >= 2 * 0.01 / frames  # per frame; the warm-up round is not timed
+    assert cost.relative_to_original["fast"] == 1.0
+    assert cost.relative_to_original["slow"] == pytest.approx(2.0, rel=0.1)  # the drift cancels within rounds
+    assert list(cost.flop_relative_to_original) == [1.0, 2.0]
     with pytest.raises(ValueError, match="repeats"):
-        seconds_per_frame({"fast": 0.01}, eval_set, CONFIG, repeats=0)
+        inference_cost({"fast": 0.01}, eval_set, CONFIG, repeats=0)
+
+
+def test_counted_work_is_exact_equal_for_a_copy_and_larger_for_an_unmerged_adapter(eval_set):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from poseguard_lib.defense.lora import activate, add_adapter, merge_adapters
+    from poseguard_lib.models import build_model
+    from poseguard_lib.models.pipeline import generate_video
+    from poseguard_lib.study import _generation_flops, _sdpa_flops
+
+    model = build_model(CONFIG.model, seed=0).eval()
+    reference, poses = eval_set.references[0], eval_set.poses[0]
+    counter = FlopCounterMode(display=False,
+                              custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops})
+    with counter:
+        generate_video(model, reference, poses, CONFIG.sampling, seed=0, progress=False)
+    counted = counter.get_total_flops()
+    assert _generation_flops(model, reference, poses, CONFIG) == counted  # the step extrapolation is exact
+    assert any("attention" in str(op) for op in counter.get_flop_counts()["Global"])  # attention is counted
+
+    parts = ("denoising_unet",)
+    unmerged = copy.deepcopy(model)
+    add_adapter(unmerged, "a", rank=4, parts=parts)
+    activate(unmerged, ["a"], parts)
+    assert _generation_flops(unmerged, reference, poses, CONFIG) > counted
+    merge_adapters(unmerged, ["a"], [1.0], parts)
+    assert _generation_flops(unmerged, reference, poses, CONFIG) == counted
 
 
 def test_colour_transfer_tells_a_generator_that_copies_colours_from_one_that_reads_brightness(eval_set):
