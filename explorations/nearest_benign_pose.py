@@ -38,12 +38,11 @@ for pose, role in ([(p, "trained") for p in trained_pool[:largest_full]] + [(p, 
                    + [(p, "never trained") for p in untrained]):
     distances = np.array([body_distance(pose.pose, other, aspect) for other in benign])
     nearest = benign[int(distances.argmin())]
-    hands = bool(pose.pose.hands) and bool(nearest.hands)  # catalogue poses without hands have none drawn
     rows.append({
         "pose": pose.id, "category": pose.category, "role": role,
         "nearest_benign_body_distance": float(distances.min()),
-        "hand_shape_distance_at_nearest": max(hand_shape_distance(a, b, aspect) for a, b in
-                                              zip(pose.pose.hands, nearest.hands)) if hands else np.nan,
+        "hand_shape_distance_at_nearest": max((hand_shape_distance(a, b, aspect)  # none: a pose drawn without hands
+                                               for a, b in zip(pose.pose.hands, nearest.hands)), default=np.nan),
         f"full_ft_{largest_full}_ssim_star": full.ssim_star.get(pose.id, np.nan),
     })
 table = pd.DataFrame(rows).assign(profile=config.profile)

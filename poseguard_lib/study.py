@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from poseguard_lib.config import ProfileConfig
 from poseguard_lib.data.render import render_person
@@ -285,9 +286,14 @@ def benign_keypoints(eval_set: BenignEvalSet, frames: int) -> np.ndarray:
 
 
 def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    from torch.utils.flop_counter import sdpa_flop_count
-
     return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's FLOP counter, silent, with the usual attention formula for the CPU flash-attention
+    kernel, which torch's table has no entry for."""
+    return FlopCounterMode(display=False,
+                           custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops})
 
 
 def _generation_flops(model, reference: torch.Tensor, poses: torch.Tensor, cfg: ProfileConfig) -> int:
@@ -295,19 +301,14 @@ def _generation_flops(model, reference: torch.Tensor, poses: torch.Tensor, cfg: 
 
     Every denoising step runs the same shapes, so two counted generations of one and two steps
     give the fixed part (reference pass, pose guider) and the per-step part, and the configured
-    step count follows exactly without running it under the counter. torch's table has no entry
-    for the CPU flash-attention kernel, so it is given the usual attention formula.
+    step count follows exactly without running it under the counter.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     from poseguard_lib.models.pipeline import generate_video
 
     counts = []
     for steps in (1, 2):
         sampling = cfg.sampling.model_copy(update={"num_inference_steps": steps})
-        counter = FlopCounterMode(display=False,
-                                  custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops})
-        with counter:
+        with flop_counter() as counter:
             generate_video(model, reference, poses, sampling, seed=cfg.seed, progress=False)
         counts.append(counter.get_total_flops())
     per_step = counts[1] - counts[0]

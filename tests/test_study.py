@@ -77,18 +77,14 @@ def test_speed_is_timed_in_interleaved_rounds_and_compared_within_each_round(eva
 
 
 def test_counted_work_is_exact_equal_for_a_copy_and_larger_for_an_unmerged_adapter(eval_set):
-    from torch.utils.flop_counter import FlopCounterMode
-
     from poseguard_lib.defense.lora import activate, add_adapter, merge_adapters
     from poseguard_lib.models import build_model
     from poseguard_lib.models.pipeline import generate_video
-    from poseguard_lib.study import _generation_flops, _sdpa_flops
+    from poseguard_lib.study import _generation_flops, flop_counter
 
     model = build_model(CONFIG.model, seed=0).eval()
     reference, poses = eval_set.references[0], eval_set.poses[0]
-    counter = FlopCounterMode(display=False,
-                              custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops})
-    with counter:
+    with flop_counter() as counter:
         generate_video(model, reference, poses, CONFIG.sampling, seed=0, progress=False)
     counted = counter.get_total_flops()
     assert _generation_flops(model, reference, poses, CONFIG) == counted  # the step extrapolation is exact
