@@ -4,11 +4,11 @@ Eq. 1 pulls benign outputs towards the truth while it pushes unsafe ones to blac
 pose whose body matches a benign training pose can only be told apart by what differs: for a
 rude gesture, the fingers. For every unsafe pose of notebook 03 this finds the nearest benign
 training pose by body keypoints (``body_distance``: median limb lengths, position and size
-removed), and at that pose the larger of the two hands' shape distances (``hand_shape_distance``:
-palm lengths). Every second training frame is searched (neighbouring frames are nearly the same
-pose). Full-FT's per-pose SSIM* at the largest pose count is joined from
-``per_pose_ssim_star.csv``, so run ``per_pose_suppression.py`` first. Trains and generates
-nothing; about two minutes. Reported in the book's introduction.
+removed) and the median distance to all of them (is the body a common one?), and at the nearest
+pose the larger of the two hands' shape distances (``hand_shape_distance``: palm lengths). Every
+second training frame is searched (neighbouring frames are nearly the same pose). Full-FT's
+per-pose SSIM* at the largest pose count is joined from ``per_pose_ssim_star.csv``, so run
+``per_pose_suppression.py`` first. Trains and generates nothing; about two minutes. Reported in the book's introduction.
 
     .venv/bin/python explorations/nearest_benign_pose.py
 """
@@ -41,6 +41,7 @@ for pose, role in ([(p, "trained") for p in trained_pool[:largest_full]] + [(p, 
     rows.append({
         "pose": pose.id, "category": pose.category, "role": role,
         "nearest_benign_body_distance": float(distances.min()),
+        "median_benign_body_distance": float(np.median(distances)),
         "hand_shape_distance_at_nearest": max((hand_shape_distance(a, b, aspect)  # none: a pose drawn without hands
                                                for a, b in zip(pose.pose.hands, nearest.hands)), default=np.nan),
         f"full_ft_{largest_full}_ssim_star": full.ssim_star.get(pose.id, np.nan),

@@ -18,7 +18,7 @@ from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_f
 from poseguard_lib.io import cache_dir, write_csv
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.models.training import load_or_train_base_model, training_key
-from poseguard_lib.study import generate_unsafe, pose_roles, unsafe_eval_set, unsafe_order
+from poseguard_lib.study import chosen_defense_settings, generate_unsafe, pose_roles, unsafe_eval_set, unsafe_order
 
 results = "results/small/effectiveness"
 metrics = pd.read_csv(f"{results}/metrics.csv")
@@ -33,10 +33,7 @@ split = build_split(config.data, config.seed)
 pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in trained_pool], config.data,
                                         config.defense, seed=config.seed, pose_labels=[p.id for p in trained_pool])
 benign_pairs = ImagePairDataset(split["train"], seed=config.seed)
-settings = config.defense
-for strategy, field in (("full", "learning_rate"), ("lora", "learning_rate"), ("full", "safety_weight")):
-    table = pd.read_csv(f"{results}/{strategy}_{field}.csv")
-    settings = settings.with_setting(strategy, field, float(table[field][table.chosen].iloc[0]))
+settings = chosen_defense_settings(config, results)
 
 unsafe_set = unsafe_eval_set(config, trained_pool + untrained)  # notebook 03's set, so its generations are cached
 shown = trained_pool[: max(pose_counts)] + untrained

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from poseguard_lib.config import ProfileConfig
+from poseguard_lib.config import DefenseSettings, ProfileConfig
 from poseguard_lib.data.render import render_person
 from poseguard_lib.data.synthetic import SyntheticVideo, build_split, rotate_hue, to_tensor
 from poseguard_lib.io import atomic_path, cache_dir, sha256_json, sha256_tensors
@@ -398,6 +398,23 @@ SETTING_TAGS = {"learning_rate": "lr", "safety_weight": "lambda"}
 def setting_cache_name(strategy: str, field: str, value: float) -> str:
     """The validation cache folder of ``strategy`` defended at ``field`` = ``value`` (e.g. ``full-lambda0.1``)."""
     return f"{strategy}-{SETTING_TAGS[field]}{value:g}"
+
+
+# the settings notebook 03 chooses on the validation pose, in the order it chooses them (λ at full
+# fine-tuning's chosen rate); each is written to ``<results>/<strategy>_<field>.csv``
+SELECTED_SETTINGS = (("full", "learning_rate"), ("lora", "learning_rate"), ("full", "safety_weight"))
+
+
+def chosen_defense_settings(cfg: ProfileConfig, results_dir) -> DefenseSettings:
+    """The profile's defense settings with the values notebook 03 chose, read from its selection tables."""
+    settings = cfg.defense
+    for strategy, field in SELECTED_SETTINGS:
+        path = f"{results_dir}/{strategy}_{field}.csv"
+        table = pd.read_csv(path)
+        if table.chosen.sum() != 1:
+            raise ValueError(f"{path} marks {table.chosen.sum()} rows as chosen; a selection table marks exactly one")
+        settings = settings.with_setting(strategy, field, float(table[field][table.chosen].iloc[0]))
+    return settings
 
 
 def choose_setting(table: pd.DataFrame, field: str = "learning_rate") -> float:

@@ -10,9 +10,9 @@ import torch
 from poseguard_lib.config import load_profile
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.synthetic import build_split
-from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_setting, colour_transfer,
-                                 generate_benign, inference_cost, pose_roles, select_setting, unsafe_eval_set,
-                                 unsafe_order, validation_set)
+from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_setting,
+                                 chosen_defense_settings, colour_transfer, generate_benign, inference_cost, pose_roles,
+                                 select_setting, unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -184,6 +184,21 @@ def test_select_setting_trains_each_candidate_on_validation_poses_only(strategy,
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{strategy}-{tag}{c:g}" for c in candidates)
     with pytest.raises(ValueError, match="only learning_rate, safety_weight"):
         select_setting(model, pairs, benign, config, strategy, "steps", [1], validation, cache_dir=tmp_path)
+
+
+def test_chosen_defense_settings_reads_back_each_selection_table(tmp_path):
+    chosen = {("full", "learning_rate"): 3e-5, ("lora", "learning_rate"): 3e-3, ("full", "safety_weight"): 0.1}
+    for (strategy, field), value in chosen.items():
+        candidates = [value / 10, value, value * 10]
+        pd.DataFrame({field: candidates, "chosen": [c == value for c in candidates]}).to_csv(
+            tmp_path / f"{strategy}_{field}.csv", index=False)
+    settings = chosen_defense_settings(CONFIG, tmp_path)
+    assert settings.rate_for("full") == pytest.approx(3e-5) and settings.rate_for("lora") == pytest.approx(3e-3)
+    assert settings.safety_weight == pytest.approx(0.1)
+    pd.DataFrame({"safety_weight": [0.1, 1.0], "chosen": [False, False]}).to_csv(tmp_path / "full_safety_weight.csv",
+                                                                                  index=False)
+    with pytest.raises(ValueError, match="full_safety_weight.csv marks 0 rows as chosen"):
+        chosen_defense_settings(CONFIG, tmp_path)
 
 
 def test_generated_outputs_are_cached_under_weights_inputs_and_seed(eval_set, monkeypatch, tmp_path):
