@@ -8,7 +8,8 @@ removed) and the median distance to all of them (is the body a common one?), and
 pose the larger of the two hands' shape distances (``hand_shape_distance``: palm lengths). Every
 second training frame is searched (neighbouring frames are nearly the same pose). Full-FT's
 per-pose SSIM* at the largest pose count is joined from ``per_pose_ssim_star.csv``, so run
-``per_pose_suppression.py`` first. Trains and generates nothing; about two minutes. Reported in the book's introduction.
+``per_pose_suppression.py`` first; its rank correlation with both distances over the trained poses is
+printed. Trains and generates nothing; about three minutes. Reported in the book's introduction.
 
     .venv/bin/python explorations/nearest_benign_pose.py
 """
@@ -49,3 +50,8 @@ for pose, role in ([(p, "trained") for p in trained_pool[:largest_full]] + [(p, 
 table = pd.DataFrame(rows).assign(profile=config.profile)
 write_csv(f"{results}/nearest_benign_pose.csv", table)
 print(table.round(3).to_string(index=False))
+trained = table[table.role == "trained"]
+distances = ["nearest_benign_body_distance", "median_benign_body_distance"]
+rank_correlation = trained[distances].corrwith(trained[f"full_ft_{largest_full}_ssim_star"], method="spearman")
+print(f"Spearman rank correlation with Full-FT-{largest_full}'s SSIM* over its {len(trained)} trained poses:")
+print(rank_correlation.round(3).to_string())
