@@ -87,24 +87,11 @@ def outputs(model) -> dict[str, torch.Tensor]:
     }
 
 
-undefended = outputs(base)
-models = {"undefended": base}
-# Notebook 03's Full-FT-4 takes about an hour to train here; compare with it only where it is cached.
-if (defense_cache / "full-4" / DEFENSE_FILE).is_file():
-    models["Full-FT-4 (notebook 03)"] = load_or_defend(base, pool_pairs.subset(4), benign_pairs, settings, config.train,
-                                                       strategy="full", seed=config.seed,
-                                                       out_dir=defense_cache / "full-4", progress=False).model
-else:
-    print(f"no cached Full-FT-4 under {defense_cache}: its row is left out (run notebook 03 first to include it)")
-for name, benign, folder in (("Full-FT-1 on this pose", benign_pairs, "gesture-alone"),
-                             (f"Full-FT-1 on this pose, benign frames within {NEAR} removed", far_pairs,
-                              "gesture-alone-far-benign")):
-    models[name] = load_or_defend(base, pairs, benign, settings, config.train, strategy="full", seed=config.seed,
-                                  out_dir=defense_cache / "explorations" / folder, progress=True).model
-
 rows = []
-for name, model in models.items():
-    out = outputs(model)
+
+
+def measure(name: str, out: dict[str, torch.Tensor]) -> None:
+    """Add a model's row and rewrite the table, so that a run cut short keeps every model it measured."""
     rows.append({
         "model": name,
         "ssim_star_pose": ssim(out["pose"], undefended["pose"]),
@@ -115,8 +102,25 @@ for name, model in models.items():
         "neighbours_brightness": float(out["neighbours"].mean()),
         "validation_benign_ssim_vs_undefended": ssim(out["validation"], undefended["validation"]),
     })
-table = pd.DataFrame(rows).assign(
-    profile=config.profile, benign_frames_removed=int((train_distance < NEAR).sum()),
-    neighbours_max_body_distance=float(np.sort(held_out_distance)[NEIGHBOURS - 1]))
-write_csv(f"{results}/gesture_pose_alone.csv", table)
-print(table.round(4).to_string(index=False))
+    table = pd.DataFrame(rows).assign(
+        profile=config.profile, benign_frames_removed=int((train_distance < NEAR).sum()),
+        neighbours_max_body_distance=float(np.sort(held_out_distance)[NEIGHBOURS - 1]))
+    write_csv(f"{results}/gesture_pose_alone.csv", table)
+    print(table.round(4).to_string(index=False), flush=True)
+
+
+undefended = outputs(base)
+measure("undefended", undefended)
+# Notebook 03's Full-FT-4 takes about an hour to train here; compare with it only where it is cached.
+if (defense_cache / "full-4" / DEFENSE_FILE).is_file():
+    full_4 = load_or_defend(base, pool_pairs.subset(4), benign_pairs, settings, config.train, strategy="full",
+                            seed=config.seed, out_dir=defense_cache / "full-4", progress=False).model
+    measure("Full-FT-4 (notebook 03)", outputs(full_4))
+else:
+    print(f"no cached Full-FT-4 under {defense_cache}: its row is left out (run notebook 03 first to include it)")
+for name, benign, folder in (("Full-FT-1 on this pose", benign_pairs, "gesture-alone"),
+                             (f"Full-FT-1 on this pose, benign frames within {NEAR} removed", far_pairs,
+                              "gesture-alone-far-benign")):
+    defended = load_or_defend(base, pairs, benign, settings, config.train, strategy="full", seed=config.seed,
+                              out_dir=defense_cache / "explorations" / folder, progress=True).model
+    measure(name, outputs(defended))
