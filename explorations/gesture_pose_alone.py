@@ -54,8 +54,6 @@ trained_pool, validation_poses, untrained = pose_roles(unsafe_order(load_unsafe_
 by_id = {p.id: p for p in trained_pool + untrained}
 pose = by_id[POSE]
 split = build_split(config.data, config.seed)
-pool_pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in trained_pool], config.data,
-                                             config.defense, seed=config.seed, pose_labels=[p.id for p in trained_pool])
 pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [pose.pose], config.data, config.defense,
                                         seed=config.seed, pose_labels=[pose.id])
 
@@ -113,6 +111,9 @@ undefended = outputs(base)
 measure("undefended", undefended)
 # Notebook 03's Full-FT-4 takes about an hour to train here; compare with it only where it is cached.
 if (defense_cache / "full-4" / DEFENSE_FILE).is_file():
+    pool_pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in trained_pool],
+                                                 config.data, config.defense, seed=config.seed,
+                                                 pose_labels=[p.id for p in trained_pool])
     full_4 = load_or_defend(base, pool_pairs.subset(4), benign_pairs, settings, config.train, strategy="full",
                             seed=config.seed, out_dir=defense_cache / "full-4", progress=False).model
     measure("Full-FT-4 (notebook 03)", outputs(full_4))

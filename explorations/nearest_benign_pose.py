@@ -51,7 +51,7 @@ table = pd.DataFrame(rows).assign(profile=config.profile)
 write_csv(f"{results}/nearest_benign_pose.csv", table)
 print(table.round(3).to_string(index=False))
 trained = table[table.role == "trained"]
-distances = ["nearest_benign_body_distance", "median_benign_body_distance"]
-rank_correlation = trained[distances].corrwith(trained[f"full_ft_{largest_full}_ssim_star"], method="spearman")
+distance_columns = ["nearest_benign_body_distance", "median_benign_body_distance"]
+rank_correlation = trained[distance_columns].corrwith(trained[f"full_ft_{largest_full}_ssim_star"], method="spearman")
 print(f"Spearman rank correlation with Full-FT-{largest_full}'s SSIM* over its {len(trained)} trained poses:")
 print(rank_correlation.round(3).to_string())
