@@ -4,23 +4,31 @@ Full-FT-4 suppresses three of its four trained poses and leaves the middle finge
 untouched (SSIM* 0.97), and ``nearest_benign_pose.py`` found benign training frames with nearly
 the same body (0.067 median limb lengths; only the fingers differ). This trains Full-FT-1 on that
 pose alone, with notebook 03's settings and its one-pose budget (300 steps, so the pose gets as
-many unsafe samples as in the four-pose run), twice:
+many unsafe samples as in the four-pose run), in three variants:
 
-- with all benign training pairs, as notebook 03 does;
-- without the benign training frames whose body lies within ``NEAR`` median limb lengths of the
-  pose (1,632 of 18,432 frames), so that no benign pair asks for the true image of what is nearly
-  the same condition. ``NEAR`` was fixed from the nearest-benign table, before this ran: above
-  the pose's own 0.067, below every other trained pose's nearest match (0.22 and up).
+- ``all-benign``: with all benign training pairs, as notebook 03 does;
+- ``far-benign``: without the benign training frames whose body lies within ``NEAR`` median limb
+  lengths of the pose (1,632 of 18,432 frames), so that no benign pair asks for the true image of
+  what is nearly the same condition. ``NEAR`` was fixed from the nearest-benign table, before this
+  ran: above the pose's own 0.067, below every other trained pose's nearest match (0.22 and up);
+- ``pose-guider``: all benign pairs, with the PoseGuider fine-tuned beside the denoising UNet
+  (beyond the paper). The guider is what turns the pose image into features; the finger strokes
+  are faint after the pose image is drawn at the detection size and shrunk to 64 pixels, and a
+  guider trained on benign poses alone may pass too little of them on for the denoiser to act on.
 
 Each model, with the undefended model and notebook 03's Full-FT-4 (where cached), is measured on the
 pose and on the never-trained middle finger overhead (held-out people, SSIM* against the
 undefended outputs), on the ``NEIGHBOURS`` held-out benign frames whose bodies are nearest to the
 pose (are they suppressed too?), and on the 32 benign validation frames (general drift). Writes
-``results/small/effectiveness/gesture_pose_alone.csv``. About 45 minutes on two CPU cores (two
-300-step fine-tunings), seconds once cached. Reported in the book's introduction.
+``results/small/effectiveness/gesture_pose_alone.csv``; variants named on the command line run
+alone, and their rows replace the same models' rows of that table. About 20 minutes per variant
+on two CPU cores, seconds once cached. Reported in the book's introduction.
 
-    .venv/bin/python explorations/gesture_pose_alone.py
+    .venv/bin/python explorations/gesture_pose_alone.py [all-benign far-benign pose-guider]
 """
+
+import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -42,7 +50,9 @@ from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, gener
 POSE, UNTRAINED_TWIN = "disc_middle_finger_chest", "disc_middle_finger_overhead"
 NEAR = 0.1  # median limb lengths
 NEIGHBOURS = 16
+FULL_4 = "Full-FT-4 (notebook 03)"
 results = "results/small/effectiveness"
+table_path = f"{results}/gesture_pose_alone.csv"
 
 config = load_profile("small", seed=0)
 configure_torch(config)
@@ -100,12 +110,28 @@ def measure(name: str, out: dict[str, torch.Tensor]) -> None:
         "neighbours_brightness": float(out["neighbours"].mean()),
         "validation_benign_ssim_vs_undefended": ssim(out["validation"], undefended["validation"]),
     })
-    table = pd.DataFrame(rows).assign(
+    order = ["undefended", FULL_4] + [name for name, _, _ in variants.values()]
+    table = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True).sort_values(
+        "model", key=lambda names: names.map(order.index), kind="stable").assign(
         profile=config.profile, benign_frames_removed=int((train_distance < NEAR).sum()),
         neighbours_max_body_distance=float(np.sort(held_out_distance)[NEIGHBOURS - 1]))
-    write_csv(f"{results}/gesture_pose_alone.csv", table)
+    write_csv(table_path, table)
     print(table.round(4).to_string(index=False), flush=True)
 
+
+variants = {
+    "all-benign": ("Full-FT-1 on this pose", benign_pairs, settings),
+    "far-benign": (f"Full-FT-1 on this pose, benign frames within {NEAR} removed", far_pairs, settings),
+    "pose-guider": ("Full-FT-1 on this pose, PoseGuider fine-tuned too", benign_pairs,
+                    settings.model_copy(update={"trained_parts": "denoising_unet_and_pose_guider"})),
+}
+chosen = sys.argv[1:] or list(variants)
+if unknown := sorted(set(chosen) - set(variants)):
+    sys.exit(f"unknown variants {unknown}; choose from {list(variants)}")
+kept = pd.DataFrame()
+if sys.argv[1:] and os.path.isfile(table_path):  # rows of the variants not rerun stay as they were
+    previous = pd.read_csv(table_path)
+    kept = previous[previous.model.isin([variants[key][0] for key in variants if key not in chosen])]
 
 undefended = outputs(base)
 measure("undefended", undefended)
@@ -116,12 +142,11 @@ if (defense_cache / "full-4" / DEFENSE_FILE).is_file():
                                                  pose_labels=[p.id for p in trained_pool])
     full_4 = load_or_defend(base, pool_pairs.subset(4), benign_pairs, settings, config.train, strategy="full",
                             seed=config.seed, out_dir=defense_cache / "full-4", progress=False).model
-    measure("Full-FT-4 (notebook 03)", outputs(full_4))
+    measure(FULL_4, outputs(full_4))
 else:
     print(f"no cached Full-FT-4 under {defense_cache}: its row is left out (run notebook 03 first to include it)")
-for name, benign, folder in (("Full-FT-1 on this pose", benign_pairs, "gesture-alone"),
-                             (f"Full-FT-1 on this pose, benign frames within {NEAR} removed", far_pairs,
-                              "gesture-alone-far-benign")):
-    defended = load_or_defend(base, pairs, benign, settings, config.train, strategy="full", seed=config.seed,
-                              out_dir=defense_cache / "explorations" / folder, progress=True).model
+for key in chosen:
+    name, benign, variant_settings = variants[key]
+    defended = load_or_defend(base, pairs, benign, variant_settings, config.train, strategy="full", seed=config.seed,
+                              out_dir=defense_cache / "explorations" / f"gesture-{key}", progress=True).model
     measure(name, outputs(defended))

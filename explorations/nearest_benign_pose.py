@@ -6,7 +6,10 @@ rude gesture, the fingers. For every unsafe pose of notebook 03 this finds the n
 training pose by body keypoints (``body_distance``: median limb lengths, position and size
 removed) and the median distance to all of them (is the body a common one?), and at the nearest
 pose the larger of the two hands' shape distances (``hand_shape_distance``: palm lengths). Every
-second training frame is searched (neighbouring frames are nearly the same pose). Full-FT's
+second training frame is searched (neighbouring frames are nearly the same pose). How much of the
+generator's pose image the hand shape is: the pixels of the condition image (drawn at the
+detection size and shrunk to the frame, as in training) that change by more than ``VISIBLE`` when
+every hand is drawn as a fist instead, beside the pixels the whole pose lights up. Full-FT's
 per-pose SSIM* at the largest pose count is joined from ``per_pose_ssim_star.csv``, so run
 ``per_pose_suppression.py`` first; its rank correlation with both distances over the trained poses is
 printed. Trains and generates nothing; about three minutes. Reported in the book's introduction.
@@ -18,13 +21,16 @@ import numpy as np
 import pandas as pd
 
 from poseguard_lib.config import load_profile
-from poseguard_lib.data.catalogue import load_unsafe_catalogue
+from poseguard_lib.data.catalogue import CATALOGUE_ASPECT, load_unsafe_catalogue
 from poseguard_lib.data.motions import body_distance, hand_shape_distance
 from poseguard_lib.data.synthetic import build_split
 from poseguard_lib.io import write_csv
+from poseguard_lib.pose.draw import condition_image
+from poseguard_lib.pose.kinematics import build_pose
 from poseguard_lib.study import pose_roles, unsafe_order
 
 results = "results/small/effectiveness"
+VISIBLE = 0.1  # change of a pixel's largest channel, in [0, 1]
 per_pose = pd.read_csv(f"{results}/per_pose_ssim_star.csv")
 largest_full = per_pose.model[per_pose.model.str.startswith("full-")].str.removeprefix("full-").astype(int).max()
 full = per_pose[per_pose.model == f"full-{largest_full}"].set_index("pose")
@@ -33,6 +39,24 @@ config = load_profile("small", seed=0)
 aspect = config.data.width / config.data.height
 trained_pool, validation_poses, untrained = pose_roles(unsafe_order(load_unsafe_catalogue(), config.seed), config)
 benign = [video.poses[i] for video in build_split(config.data, config.seed)["train"] for i in range(0, len(video), 2)]
+
+
+
+def lit_pixels(image: np.ndarray) -> int:
+    return int((image.max(-1) > VISIBLE * 255).sum())
+
+
+def hand_pixels(entry) -> tuple[int, int]:
+    """Pixels of ``entry``'s condition image that its hand shapes decide, and pixels it lights at all."""
+    def draw(pose):  # as the evaluation draws unsafe poses
+        return condition_image(pose, config.data.height, config.data.width, config.data.pose_detect_resolution)
+
+    fists = {side: getattr(entry.spec, side).model_copy(update={"shape": "fist", "extended": None})
+             for side in ("right_hand", "left_hand") if getattr(entry.spec, side) is not None}
+    image = draw(entry.pose).astype(np.int16)
+    with_fists = draw(build_pose(entry.spec.model_copy(update=fists), CATALOGUE_ASPECT)).astype(np.int16)
+    return lit_pixels(np.abs(image - with_fists)), lit_pixels(image)
+
 
 rows = []
 for pose, role in ([(p, "trained") for p in trained_pool[:largest_full]] + [(p, "validation") for p in validation_poses]
@@ -47,6 +71,7 @@ for pose, role in ([(p, "trained") for p in trained_pool[:largest_full]] + [(p, 
                                                for a, b in zip(pose.pose.hands, nearest.hands)), default=np.nan),
         f"full_ft_{largest_full}_ssim_star": full.ssim_star.get(pose.id, np.nan),
     })
+    rows[-1]["hand_shape_pixels"], rows[-1]["pose_image_pixels"] = hand_pixels(pose)
 table = pd.DataFrame(rows).assign(profile=config.profile)
 write_csv(f"{results}/nearest_benign_pose.csv", table)
 print(table.round(3).to_string(index=False))

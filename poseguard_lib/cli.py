@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--strategy", choices=("full", "lora", "fuse"),
                         help="full: fine-tune on benign + lambda*unsafe (Eq. 1); lora: one LoRA adapter on unsafe "
                         "pairs (Eq. 2); fuse: one adapter per pose, summed (Eq. 3)")
-    tuning.add_argument("--trained-parts", choices=("denoising_unet", "denoising_and_reference_unet"),
-                        help="which UNets are fine-tuned (paper: denoising_unet)")
+    tuning.add_argument("--trained-parts",
+                        choices=("denoising_unet", "denoising_and_reference_unet", "denoising_unet_and_pose_guider"),
+                        help="which parts are fine-tuned (paper: denoising_unet; the pose guider: strategy full only)")
     tuning.add_argument("--safe-target", choices=("black", "blur"), help="what unsafe inputs should produce")
     tuning.add_argument("--blur-sigma", type=float, metavar="F",
                         help="Gaussian sigma of the blurred safe target, as a fraction of the frame's short side")

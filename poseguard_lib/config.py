@@ -213,7 +213,8 @@ class DefenseSettings(Section):
     ``lora`` trains one LoRA adapter (rank ``lora_rank``, alpha = rank) on unsafe pairs only
     (Eq. 2); ``fuse`` trains one adapter per unsafe pose and adds them with weights α (Eq. 3):
     1/N each, then ``fusion_steps`` steps of learning α on the Eq. 1 objective (0: keep 1/N).
-    ``trained_parts``: the paper fine-tunes the denoising UNet; the ReferenceNet can join.
+    ``trained_parts``: the paper fine-tunes the denoising UNet; the ReferenceNet can join, or (``full``
+    only, beyond the paper) the PoseGuider, which is what sees the pose image's fine strokes.
     ``safe_target``: what an unsafe pair should produce, a black frame (paper default) or the
     reference blurred by a Gaussian whose sigma is ``blur_sigma`` × the frame's short side.
     ``crop_min_scale``: unsafe pairs get a random crop of at least this side fraction (the
@@ -234,7 +235,8 @@ class DefenseSettings(Section):
 
     n_poses: tuple[int, ...]
     strategy: Literal["full", "lora", "fuse"] = "full"
-    trained_parts: Literal["denoising_unet", "denoising_and_reference_unet"] = "denoising_unet"
+    trained_parts: Literal["denoising_unet", "denoising_and_reference_unet", "denoising_unet_and_pose_guider"] = (
+        "denoising_unet")
     steps: int = Field(gt=0)
     scale_steps_with_poses: bool = False
     benign_batch: int = Field(gt=0)

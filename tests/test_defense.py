@@ -233,6 +233,17 @@ def test_full_defense_fine_tunes_a_copy_of_the_denoiser_only(model, pairs, benig
                   strategy="full", progress=False)
     changed = {k.split(".")[0] for k, v in both.model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"denoising_unet", "reference_unet"}
+    with_guider = defend(model, pairs, benign, _settings(trained_parts="denoising_unet_and_pose_guider"), PROFILE.train,
+                         strategy="full", progress=False)
+    changed = {k.split(".")[0] for k, v in with_guider.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"denoising_unet", "pose_guider"}
+
+
+@pytest.mark.parametrize("strategy", ["lora", "fuse"])
+def test_adapter_strategies_refuse_to_train_the_pose_guider(model, pairs, benign, strategy):
+    with pytest.raises(DefenseInputError, match="needs strategy 'full'.*pose_guider"):
+        defend(model, pairs, benign, _settings(trained_parts="denoising_unet_and_pose_guider"), PROFILE.train,
+               strategy=strategy, progress=False)
 
 
 @pytest.mark.parametrize("trained_parts", ["denoising_unet", "denoising_and_reference_unet"])

@@ -32,6 +32,7 @@ import torch
 from poseguard_lib.config import DefenseSettings, TrainSettings
 from poseguard_lib.defense.finetune import Phase, batch_loss, run_phase, sample_shape
 from poseguard_lib.defense.lora import (
+    ADAPTER_PARTS,
     AdapterError,
     activate,
     add_adapter,
@@ -87,6 +88,10 @@ def _check_inputs(model, pairs, benign, settings, train, strategy, needs_benign:
         raise DefenseInputError("settings must be DefenseSettings and train must be TrainSettings (a profile's sections)")
     if not isinstance(pairs, UnsafePairDataset):
         raise DefenseInputError(f"unsafe pairs must be an UnsafePairDataset, got {type(pairs).__name__}")
+    no_adapters = set(parts_of(settings.trained_parts)) - set(ADAPTER_PARTS)
+    if strategy != "full" and no_adapters:
+        raise DefenseInputError(f"trained_parts {settings.trained_parts!r} needs strategy 'full': LoRA adapters go on "
+                                f"attention projections, and {sorted(no_adapters)} has none")
     if needs_benign:
         if benign is None or len(benign) == 0:
             raise DefenseInputError(f"strategy {strategy!r} needs a non-empty benign dataset (Eq. 1's quality term)")

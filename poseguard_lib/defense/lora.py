@@ -36,7 +36,10 @@ LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
 TRAINED_PARTS = {
     "denoising_unet": ("denoising_unet",),
     "denoising_and_reference_unet": ("denoising_unet", "reference_unet"),
+    # beyond the paper, full fine-tuning only: the pose guider is convolutions, with no attention for LoRA
+    "denoising_unet_and_pose_guider": ("denoising_unet", "pose_guider"),
 }
+ADAPTER_PARTS = ("denoising_unet", "reference_unet")
 ADAPTER_FILE = "adapter.json"
 
 
