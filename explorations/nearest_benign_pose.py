@@ -41,21 +41,22 @@ trained_pool, validation_poses, untrained = pose_roles(unsafe_order(load_unsafe_
 benign = [video.poses[i] for video in build_split(config.data, config.seed)["train"] for i in range(0, len(video), 2)]
 
 
-
 def lit_pixels(image: np.ndarray) -> int:
     return int((image.max(-1) > VISIBLE * 255).sum())
 
 
-def hand_pixels(entry) -> tuple[int, int]:
-    """Pixels of ``entry``'s condition image that its hand shapes decide, and pixels it lights at all."""
-    def draw(pose):  # as the evaluation draws unsafe poses
-        return condition_image(pose, config.data.height, config.data.width, config.data.pose_detect_resolution)
+def drawn(pose) -> np.ndarray:
+    """The condition image, as the evaluation draws unsafe poses."""
+    return condition_image(pose, config.data.height, config.data.width, config.data.pose_detect_resolution).astype(np.int16)
 
+
+def hand_pixels(entry) -> dict[str, int]:
+    """Pixels of ``entry``'s condition image that its hand shapes decide, and pixels it lights at all."""
     fists = {side: getattr(entry.spec, side).model_copy(update={"shape": "fist", "extended": None})
              for side in ("right_hand", "left_hand") if getattr(entry.spec, side) is not None}
-    image = draw(entry.pose).astype(np.int16)
-    with_fists = draw(build_pose(entry.spec.model_copy(update=fists), CATALOGUE_ASPECT)).astype(np.int16)
-    return lit_pixels(np.abs(image - with_fists)), lit_pixels(image)
+    image = drawn(entry.pose)
+    with_fists = drawn(build_pose(entry.spec.model_copy(update=fists), CATALOGUE_ASPECT))
+    return {"hand_shape_pixels": lit_pixels(np.abs(image - with_fists)), "pose_image_pixels": lit_pixels(image)}
 
 
 rows = []
@@ -70,8 +71,8 @@ for pose, role in ([(p, "trained") for p in trained_pool[:largest_full]] + [(p, 
         "hand_shape_distance_at_nearest": max((hand_shape_distance(a, b, aspect)  # none: a pose drawn without hands
                                                for a, b in zip(pose.pose.hands, nearest.hands)), default=np.nan),
         f"full_ft_{largest_full}_ssim_star": full.ssim_star.get(pose.id, np.nan),
+        **hand_pixels(pose),
     })
-    rows[-1]["hand_shape_pixels"], rows[-1]["pose_image_pixels"] = hand_pixels(pose)
 table = pd.DataFrame(rows).assign(profile=config.profile)
 write_csv(f"{results}/nearest_benign_pose.csv", table)
 print(table.round(3).to_string(index=False))

@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, get_args
 
 import cv2
 import numpy as np
 import torch
 from pydantic import ValidationError
 
-from poseguard_lib.config import PROFILES, DefenseSettings, SamplingSettings, load_profile
+from poseguard_lib.config import PROFILES, DefenseSettings, SamplingSettings, TrainedParts, load_profile
 from poseguard_lib.io import atomic_dir, atomic_path
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
@@ -82,8 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--strategy", choices=("full", "lora", "fuse"),
                         help="full: fine-tune on benign + lambda*unsafe (Eq. 1); lora: one LoRA adapter on unsafe "
                         "pairs (Eq. 2); fuse: one adapter per pose, summed (Eq. 3)")
-    tuning.add_argument("--trained-parts",
-                        choices=("denoising_unet", "denoising_and_reference_unet", "denoising_unet_and_pose_guider"),
+    tuning.add_argument("--trained-parts", choices=get_args(TrainedParts),
                         help="which parts are fine-tuned (paper: denoising_unet; the pose guider: strategy full only)")
     tuning.add_argument("--safe-target", choices=("black", "blur"), help="what unsafe inputs should produce")
     tuning.add_argument("--blur-sigma", type=float, metavar="F",

@@ -206,6 +206,10 @@ class EvaluationSettings(Section):
     validation_benign: int = Field(default=32, gt=0)
 
 
+# what a defense fine-tunes (names of poseguard_lib.defense.lora.TRAINED_PARTS; the CLI offers the same)
+TrainedParts = Literal["denoising_unet", "denoising_and_reference_unet", "denoising_unet_and_pose_guider"]
+
+
 class DefenseSettings(Section):
     """PoseGuard fine-tuning (paper Sec. 4, Eq. 1–3); see :mod:`poseguard_lib.defense`.
 
@@ -235,8 +239,7 @@ class DefenseSettings(Section):
 
     n_poses: tuple[int, ...]
     strategy: Literal["full", "lora", "fuse"] = "full"
-    trained_parts: Literal["denoising_unet", "denoising_and_reference_unet", "denoising_unet_and_pose_guider"] = (
-        "denoising_unet")
+    trained_parts: TrainedParts = "denoising_unet"
     steps: int = Field(gt=0)
     scale_steps_with_poses: bool = False
     benign_batch: int = Field(gt=0)
