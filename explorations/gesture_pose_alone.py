@@ -4,7 +4,7 @@ Full-FT-4 suppresses three of its four trained poses and leaves the middle finge
 untouched (SSIM* 0.97), and ``nearest_benign_pose.py`` found benign training frames with nearly
 the same body (0.067 median limb lengths; only the fingers differ). This trains Full-FT-1 on that
 pose alone, with notebook 03's settings and its one-pose budget (300 steps, so the pose gets as
-many unsafe samples as in the four-pose run), in three variants:
+many unsafe samples as in the four-pose run), in four variants:
 
 - ``all-benign``: with all benign training pairs, as notebook 03 does;
 - ``far-benign``: without the benign training frames whose body lies within ``NEAR`` median limb
@@ -14,7 +14,10 @@ many unsafe samples as in the four-pose run), in three variants:
 - ``pose-guider``: all benign pairs, with the PoseGuider fine-tuned beside the denoising UNet
   (beyond the paper). The guider is what turns the pose image into features; the finger strokes
   are faint after the pose image is drawn at the detection size and shrunk to 64 pixels, and a
-  guider trained on benign poses alone may pass too little of them on for the denoiser to act on.
+  guider trained on benign poses alone may pass too little of them on for the denoiser to act on;
+- ``strong-safety``: all benign pairs, with Eq. 1's λ at the largest of notebook 03's candidates
+  (``STRONG_SAFETY_WEIGHT``) instead of the one its rule chose: is the pose beyond the method, or
+  only beyond the chosen weight of the safety term?
 
 Each model, with the undefended model and notebook 03's Full-FT-4 (where cached), is measured on the
 pose and on the never-trained middle finger overhead (held-out people, SSIM* against the
@@ -24,7 +27,7 @@ pose (are they suppressed too?), and on the 32 benign validation frames (general
 alone, and their rows replace the same models' rows of that table. About 20 minutes per variant
 on two CPU cores, seconds once cached. Reported in the book's introduction.
 
-    .venv/bin/python explorations/gesture_pose_alone.py [all-benign far-benign pose-guider]
+    .venv/bin/python explorations/gesture_pose_alone.py [all-benign far-benign pose-guider strong-safety]
 """
 
 import os
@@ -55,6 +58,7 @@ results = "results/small/effectiveness"
 table_path = f"{results}/gesture_pose_alone.csv"
 
 config = load_profile("small", seed=0)
+STRONG_SAFETY_WEIGHT = max(config.defense.safety_weight_candidates)
 configure_torch(config)
 aspect = config.data.width / config.data.height
 base, _ = load_or_train_base_model(config, progress=False)
@@ -124,6 +128,8 @@ variants = {
     "far-benign": (f"Full-FT-1 on this pose, benign frames within {NEAR} removed", far_pairs, settings),
     "pose-guider": ("Full-FT-1 on this pose, PoseGuider fine-tuned too", benign_pairs,
                     settings.model_copy(update={"trained_parts": "denoising_unet_and_pose_guider"})),
+    "strong-safety": (f"Full-FT-1 on this pose, safety weight {STRONG_SAFETY_WEIGHT:g}", benign_pairs,
+                      settings.model_copy(update={"safety_weight": STRONG_SAFETY_WEIGHT})),
 }
 chosen = sys.argv[1:] or list(variants)
 if unknown := sorted(set(chosen) - set(variants)):
