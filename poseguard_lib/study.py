@@ -315,40 +315,60 @@ def _generation_flops(model, reference: torch.Tensor, poses: torch.Tensor, cfg: 
     return counts[0] + (cfg.sampling.num_inference_steps - 1) * per_step
 
 
+def timed_rounds(models: dict, run, repeats: int, seed: int) -> pd.DataFrame:
+    """Seconds that ``run(model)`` takes for each of ``models`` (name → model), one row per round.
+
+    One untimed warm-up round, then ``repeats`` timed rounds. Every model runs once per round, in
+    an order shuffled with ``seed``: a drift in the machine's speed then falls on all models
+    alike, and so does any cost of a slot in the round (a first run after other work can be slower).
+    """
+    import time
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    names = list(models)
+    order = np.random.default_rng(seed)
+    rounds = []
+    for timed_round in range(repeats + 1):
+        seconds = {}
+        for index in order.permutation(len(names)):
+            began = time.perf_counter()
+            run(models[names[index]])
+            seconds[names[index]] = time.perf_counter() - began
+        if timed_round:
+            rounds.append(seconds)
+    return pd.DataFrame(rounds, columns=names)
+
+
+def per_round_ratios(timings: pd.DataFrame) -> pd.DataFrame:
+    """Each model's time over the first model's time in the same round (rows of ``timed_rounds``)."""
+    return timings.div(timings[timings.columns[0]], axis=0)
+
+
 def inference_cost(models: dict, eval_set: BenignEvalSet, cfg: ProfileConfig, repeats: int = 5) -> pd.DataFrame:
     """Table 2: what each of ``models`` (name → model; the first is the reference) costs per
     generated frame of the video pipeline on the first evaluation video.
 
-    Time: one untimed warm-up round, then ``repeats`` rounds in which the models take turns.
-    ``sec_per_frame`` is each model's median; ``relative_to_original`` is the median over rounds
-    of its time over the first model's time *in the same round*, so a drift in the machine's
-    speed between rounds cancels instead of landing on one model. Work: ``gflop_per_frame`` is
-    counted, not timed, so it has no noise and shows whether a model computes more at all.
+    Time comes from ``timed_rounds``: ``sec_per_frame`` is each model's median, and
+    ``relative_to_original`` the median over rounds of its time over the first model's in the same
+    round. Work: ``gflop_per_frame`` is counted, not timed, so it has no noise and shows whether a
+    model computes more at all.
     """
-    import time
-
     from poseguard_lib.models.pipeline import generate_video
 
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
     reference, poses = eval_set.references[0], eval_set.poses[0]
     frames = len(poses)
-    rounds = []
-    for timed_round in range(repeats + 1):
-        seconds = {}
-        for name, model in models.items():
-            began = time.perf_counter()
-            generate_video(model, reference, poses, cfg.sampling, seed=cfg.seed, progress=False)
-            seconds[name] = (time.perf_counter() - began) / frames
-        if timed_round:
-            rounds.append(seconds)
-    timings = pd.DataFrame(rounds)
-    first = timings.columns[0]
+
+    def run(model):
+        generate_video(model, reference, poses, cfg.sampling, seed=cfg.seed, progress=False)
+
+    timings = timed_rounds(models, run, repeats, seed=cfg.seed) / frames
     flops = {name: _generation_flops(model, reference, poses, cfg) / frames for name, model in models.items()}
+    first = timings.columns[0]
     return pd.DataFrame({
         "method": timings.columns,
         "sec_per_frame": timings.median().to_numpy(),
-        "relative_to_original": timings.div(timings[first], axis=0).median().to_numpy(),
+        "relative_to_original": per_round_ratios(timings).median().to_numpy(),
         "gflop_per_frame": [flops[name] / 1e9 for name in timings.columns],
         "flop_relative_to_original": [flops[name] / flops[first] for name in timings.columns],
     })

@@ -12,7 +12,7 @@ from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.synthetic import build_split
 from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_setting,
                                  chosen_defense_settings, colour_transfer, generate_benign, inference_cost, pose_roles,
-                                 select_setting, unsafe_eval_set, unsafe_order, validation_set)
+                                 select_setting, timed_rounds, unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -66,7 +66,8 @@ def test_speed_is_timed_in_interleaved_rounds_and_compared_within_each_round(eva
     monkeypatch.setattr(study, "_generation_flops", lambda model, *args: 1e9 * model)
     frames = len(eval_set.poses[0])
     cost = inference_cost({"fast": 0.01, "slow": 0.02}, eval_set, CONFIG, repeats=3).set_index("method")
-    assert calls == [0.01, 0.02] * 4  # one untimed round, then three timed rounds, models taking turns
+    rounds = [sorted(calls[i:i + 2]) for i in range(0, len(calls), 2)]
+    assert rounds == [[0.01, 0.02]] * 4  # one untimed round, then three timed rounds, each model once per round
     assert list(cost.index) == ["fast", "slow"]
     assert cost.sec_per_frame["fast"] >= 2 * 0.01 / frames  # per frame; the warm-up round is not timed
     assert cost.relative_to_original["fast"] == 1.0
@@ -74,6 +75,20 @@ def test_speed_is_timed_in_interleaved_rounds_and_compared_within_each_round(eva
     assert list(cost.flop_relative_to_original) == [1.0, 2.0]
     with pytest.raises(ValueError, match="repeats"):
         inference_cost({"fast": 0.01}, eval_set, CONFIG, repeats=0)
+
+
+def test_timed_rounds_shuffle_the_order_with_the_seed():
+    def orders(seed):
+        calls = []
+        timings = timed_rounds({name: name for name in "abcd"}, calls.append, repeats=5, seed=seed)
+        assert list(timings.columns) == list("abcd") and len(timings) == 5 and (timings >= 0).all().all()
+        return [tuple(calls[i:i + 4]) for i in range(0, len(calls), 4)]
+
+    first = orders(seed=0)
+    assert all(sorted(round_order) == list("abcd") for round_order in first)  # each model once a round
+    assert len(set(first)) > 1  # the order changes between rounds...
+    assert orders(seed=0) == first  # ...reproducibly for one seed
+    assert orders(seed=1) != first
 
 
 def test_counted_work_is_exact_equal_for_a_copy_and_larger_for_an_unmerged_adapter(eval_set):
