@@ -12,7 +12,7 @@ freshly initialised weights: the original, a deep copy of it (control: any gap i
 a copy with a seeded random LoRA adapter merged into the denoiser, and that adapter left unmerged
 and active. The workload is one context window of video at a reduced step count. Usage::
 
-    python benchmarks/bench_merged_speed.py --profile small --rounds 40 --steps 5
+    python benchmarks/bench_merged_speed.py --profile small --rounds 30 --steps 20
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def summarise(ratios: np.ndarray, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="small")
-    parser.add_argument("--rounds", type=int, default=40, help="timed rounds (one warm-up round precedes them)")
-    parser.add_argument("--steps", type=int, default=5, help="DDIM steps per generation")
+    parser.add_argument("--rounds", type=int, default=30, help="timed rounds (one warm-up round precedes them)")
+    parser.add_argument("--steps", type=int, default=20, help="DDIM steps per generation")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -107,6 +107,7 @@ def main() -> None:
         "video_frames": len(poses),
         "lora_rank": cfg.defense.lora_rank,
         "results": results,
+        "seconds_per_frame_by_round": (timings / len(poses)).to_dict(orient="list"),
     })
 
 
