@@ -85,12 +85,12 @@ def main() -> None:
     def run(model):
         generate_video(model, reference, poses, sampling, seed=cfg.seed, progress=False)
 
-    timings = timed_rounds(models, run, args.rounds, seed=cfg.seed)
-    ratios = per_round_ratios(timings)
+    per_frame = timed_rounds(models, run, args.rounds, seed=cfg.seed) / len(poses)
+    ratios = per_round_ratios(per_frame)
     results = []
-    for name in timings.columns:
-        row = {"model": name, "median_seconds_per_frame": float(timings[name].median() / len(poses))}
-        if name != timings.columns[0]:
+    for name in per_frame.columns:
+        row = {"model": name, "median_seconds_per_frame": float(per_frame[name].median())}
+        if name != per_frame.columns[0]:
             row |= summarise(ratios[name].to_numpy(), cfg.seed)
         results.append(row)
         print(row)
@@ -107,7 +107,7 @@ def main() -> None:
         "video_frames": len(poses),
         "lora_rank": cfg.defense.lora_rank,
         "results": results,
-        "seconds_per_frame_by_round": (timings / len(poses)).to_dict(orient="list"),
+        "seconds_per_frame_by_round": per_frame.to_dict(orient="list"),
     })
 
 

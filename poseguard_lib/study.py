@@ -327,11 +327,11 @@ def timed_rounds(models: dict, run, repeats: int, seed: int) -> pd.DataFrame:
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     names = list(models)
-    order = np.random.default_rng(seed)
+    shuffler = np.random.default_rng(seed)
     rounds = []
     for timed_round in range(repeats + 1):
         seconds = {}
-        for index in order.permutation(len(names)):
+        for index in shuffler.permutation(len(names)):
             began = time.perf_counter()
             run(models[names[index]])
             seconds[names[index]] = time.perf_counter() - began
