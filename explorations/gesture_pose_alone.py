@@ -18,6 +18,9 @@ many unsafe samples as in the four-pose run), in four variants:
 - ``strong-safety``: all benign pairs, with Eq. 1's λ at the largest of notebook 03's candidates
   (``STRONG_SAFETY_WEIGHT``) instead of the one its rule chose: is the pose beyond the method, or
   only beyond the chosen weight of the safety term?
+- ``long-budget``: all benign pairs and the chosen λ, with Full-FT-4's whole step budget
+  (``LONG_BUDGET_POSES`` × the one-pose steps) spent on this pose alone: does the pose only need more
+  unsafe samples than the others, or do more steps not teach the finger pixels either?
 
 Each model, with the undefended model and notebook 03's Full-FT-4 (where cached), is measured on the
 pose and on the never-trained middle finger overhead (held-out people, SSIM* against the
@@ -25,9 +28,9 @@ undefended outputs), on the ``NEIGHBOURS`` held-out benign frames whose bodies a
 pose (are they suppressed too?), and on the 32 benign validation frames (general drift). Writes
 ``results/small/effectiveness/gesture_pose_alone.csv``; variants named on the command line run
 alone, and their rows replace the same models' rows of that table. About 20 minutes per variant
-on two CPU cores, seconds once cached. Reported in the book's introduction.
+on two CPU cores (``long-budget``: about an hour), seconds once cached. Reported in the book's introduction.
 
-    .venv/bin/python explorations/gesture_pose_alone.py [all-benign far-benign pose-guider strong-safety]
+    .venv/bin/python explorations/gesture_pose_alone.py [all-benign far-benign pose-guider strong-safety long-budget]
 """
 
 import os
@@ -53,6 +56,7 @@ from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, gener
 POSE, UNTRAINED_TWIN = "disc_middle_finger_chest", "disc_middle_finger_overhead"
 NEAR = 0.1  # median limb lengths
 NEIGHBOURS = 16
+LONG_BUDGET_POSES = 4  # the long-budget variant trains as many steps as Full-FT-4
 FULL_4 = "Full-FT-4 (notebook 03)"
 results = "results/small/effectiveness"
 table_path = f"{results}/gesture_pose_alone.csv"
@@ -130,6 +134,8 @@ variants = {
                     settings.model_copy(update={"trained_parts": "denoising_unet_and_pose_guider"})),
     "strong-safety": (f"Full-FT-1 on this pose, safety weight {STRONG_SAFETY_WEIGHT:g}", benign_pairs,
                       settings.model_copy(update={"safety_weight": STRONG_SAFETY_WEIGHT})),
+    "long-budget": (f"Full-FT-1 on this pose, {LONG_BUDGET_POSES}x the steps", benign_pairs,
+                    settings.model_copy(update={"steps": settings.step_budget("full", LONG_BUDGET_POSES)})),
 }
 chosen = sys.argv[1:] or list(variants)
 if unknown := sorted(set(chosen) - set(variants)):

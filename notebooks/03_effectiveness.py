@@ -270,7 +270,9 @@ plt.show()
 # (after one untimed round), and each model's time is divided by the original's *in the same
 # round*, so a drift in the machine's speed between rounds cancels. A second copy of the original
 # model is timed as a control: it computes exactly what the original does, so its distance from
-# the original is the timing noise of this run, the yardstick for the others. Time on a shared
+# the original is the timing noise of this run, the yardstick for the others. Every model is timed
+# with the original's `requires_grad` flag: a defense's training leaves its weights frozen, and the
+# flag alone changes which kernels torch's matmul picks (see `grad_flags_like`). Time on a shared
 # machine stays noisy, so the work is also counted: floating-point operations per frame
 # (torch's `FlopCounterMode`), which are exact and show whether a model computes more at all.
 

@@ -14,6 +14,7 @@ Notebooks call these so that every experiment evaluates on the same held-out dat
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -345,11 +346,34 @@ def per_round_ratios(timings: pd.DataFrame) -> pd.DataFrame:
     return timings.div(timings[timings.columns[0]], axis=0)
 
 
+@contextlib.contextmanager
+def grad_flags_like(modules, reference: torch.nn.Module):
+    """Give every parameter of ``modules`` the ``requires_grad`` flag of ``reference``'s first one, and
+    restore each parameter's own flag afterwards.
+
+    The flag changes the work even under ``no_grad``: torch's matmul folds a non-contiguous batched
+    input into one ``mm`` only when an operand requires grad, and otherwise loops a ``bmm``. A
+    defense's training leaves every weight frozen, and a frozen copy of the small original timed 4%
+    slower per denoising step than the same weights as loaded from disk
+    (``benchmarks/bench_merged_speed.py``), so models are timed with the same flag.
+    """
+    flag = next(reference.parameters()).requires_grad
+    saved = [(param, param.requires_grad) for module in modules for param in module.parameters()]
+    try:
+        for param, _ in saved:
+            param.requires_grad_(flag)
+        yield
+    finally:
+        for param, own in saved:
+            param.requires_grad_(own)
+
+
 def inference_cost(models: dict, eval_set: BenignEvalSet, cfg: ProfileConfig, repeats: int = 5) -> pd.DataFrame:
     """Table 2: what each of ``models`` (name → model; the first is the reference) costs per
     generated frame of the video pipeline on the first evaluation video.
 
-    Time comes from ``timed_rounds``: ``sec_per_frame`` is each model's median, and
+    Time comes from ``timed_rounds``, every model with the first one's ``requires_grad`` flag
+    (``grad_flags_like``): ``sec_per_frame`` is each model's median, and
     ``relative_to_original`` the median over rounds of its time over the first model's in the same
     round. Work: ``gflop_per_frame`` is counted, not timed, so it has no noise and shows whether a
     model computes more at all.
@@ -362,7 +386,8 @@ def inference_cost(models: dict, eval_set: BenignEvalSet, cfg: ProfileConfig, re
     def run(model):
         generate_video(model, reference, poses, cfg.sampling, seed=cfg.seed, progress=False)
 
-    timings = timed_rounds(models, run, repeats, seed=cfg.seed) / frames
+    with grad_flags_like(models.values(), next(iter(models.values()))):
+        timings = timed_rounds(models, run, repeats, seed=cfg.seed) / frames
     flops = {name: _generation_flops(model, reference, poses, cfg) / frames for name, model in models.items()}
     first = timings.columns[0]
     return pd.DataFrame({

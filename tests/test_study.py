@@ -55,26 +55,56 @@ def test_speed_is_timed_in_interleaved_rounds_and_compared_within_each_round(eva
     import poseguard_lib.models.pipeline as pipeline
     import poseguard_lib.study as study
 
-    calls = []
+    class FakeModel(torch.nn.Linear):
+        def __init__(self, seconds):
+            super().__init__(1, 1)
+            self.seconds = seconds
+
+    calls, flags = [], []
 
     def fake_generate_video(model, reference, poses, sampling, seed, progress):
-        calls.append(model)
-        time.sleep(model * (1 + (len(calls) - 1) // 2))  # the machine slows down every round
+        calls.append(model.seconds)
+        flags.append(model.weight.requires_grad)
+        time.sleep(model.seconds * (1 + (len(calls) - 1) // 2))  # the machine slows down every round
         return poses
 
     monkeypatch.setattr(pipeline, "generate_video", fake_generate_video)
-    monkeypatch.setattr(study, "_generation_flops", lambda model, *args: 1e9 * model)
+    monkeypatch.setattr(study, "_generation_flops", lambda model, *args: 1e9 * model.seconds)
     frames = len(eval_set.poses[0])
-    cost = inference_cost({"fast": 0.01, "slow": 0.02}, eval_set, CONFIG, repeats=3).set_index("method")
+    fast, slow = FakeModel(0.01), FakeModel(0.02).requires_grad_(False)  # a defense leaves its weights frozen
+    cost = inference_cost({"fast": fast, "slow": slow}, eval_set, CONFIG, repeats=3).set_index("method")
     rounds = [sorted(calls[i:i + 2]) for i in range(0, len(calls), 2)]
     assert rounds == [[0.01, 0.02]] * 4  # one untimed round, then three timed rounds, each model once per round
+    assert all(flags)  # timed with the first model's requires_grad flag...
+    assert not slow.weight.requires_grad and fast.weight.requires_grad  # ...and each model's own flag restored
     assert list(cost.index) == ["fast", "slow"]
     assert cost.sec_per_frame["fast"] >= 2 * 0.01 / frames  # per frame; the warm-up round is not timed
     assert cost.relative_to_original["fast"] == 1.0
     assert cost.relative_to_original["slow"] == pytest.approx(2.0, rel=0.1)  # the drift cancels within rounds
     assert list(cost.flop_relative_to_original) == [1.0, 2.0]
     with pytest.raises(ValueError, match="repeats"):
-        inference_cost({"fast": 0.01}, eval_set, CONFIG, repeats=0)
+        inference_cost({"fast": fast}, eval_set, CONFIG, repeats=0)
+
+
+def test_the_requires_grad_flag_changes_the_kernels_of_a_batched_linear_and_equal_flags_remove_it():
+    from torch.profiler import profile
+
+    from poseguard_lib.study import grad_flags_like
+
+    trainable = torch.nn.Linear(8, 8)
+    frozen = torch.nn.Linear(8, 8).requires_grad_(False)
+    batched = torch.randn(6, 4, 8).transpose(0, 1)  # non-contiguous 3D input, as in the motion modules
+
+    def kernels(layer):
+        with torch.no_grad(), profile() as prof:
+            layer(batched)
+        return {event.key for event in prof.key_averages()} & {"aten::mm", "aten::bmm"}
+
+    assert kernels(trainable) == {"aten::mm"}  # folded into one matrix product
+    assert kernels(frozen) == {"aten::bmm"}  # the same weights frozen take a batched loop
+    with grad_flags_like([frozen], trainable):
+        assert kernels(frozen) == {"aten::mm"}
+    assert not frozen.weight.requires_grad
 
 
 def test_timed_rounds_shuffle_the_order_with_the_seed():
