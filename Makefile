@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install reproduce book test bench clean
+.PHONY: install reproduce book test bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ test: install
 
 bench: install
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+
+# On a machine with a GPU, in its own CUDA environment (environment.yml): `python` is that one's.
+bench-gpu:
+	bash benchmarks/gpu.sh
 
 clean:
 	rm -rf _build book/tiny results/tiny

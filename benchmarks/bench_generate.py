@@ -1,10 +1,14 @@
-"""Seconds per generated frame on the CPU, for single frames (2D UNet) and videos (motion UNet).
+"""Seconds per generated frame, for single frames (2D UNet) and videos (motion UNet).
 
 Speed does not depend on the weights, so freshly built models of each profile's size are timed
 with the profile's own sampling settings (steps, guidance, context windows). One warm-up call
-precedes each measurement. Usage::
+precedes each measurement. On a GPU the model can run in half precision, as Moore's inference
+does (fp16 weights); the paper profile's settings are the paper's (512×768, 30 DDIM steps,
+guidance 3.5, 24-frame windows). Usage::
 
     python benchmarks/bench_generate.py --profiles tiny small --threads 2
+    python benchmarks/bench_generate.py --profiles paper --device cuda --dtype bfloat16 \
+        --images 8 --video-frames 24 --output benchmarks/results/generate_paper_gpu.json
 """
 
 from __future__ import annotations
@@ -21,19 +25,26 @@ from poseguard_lib.config import load_profile
 from poseguard_lib.io import write_json
 from poseguard_lib.models import build_model
 from poseguard_lib.models.pipeline import generate_images, generate_video
+from poseguard_lib.reporting import device_description
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generate.json"
 
 
-def _timed(function) -> float:
+def _timed(function, device: torch.device) -> float:
+    """Wall seconds of ``function()``, waiting for queued GPU work at both ends."""
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    synchronize()
     began = time.perf_counter()
     function()
+    synchronize()
     return time.perf_counter() - began
 
 
-def bench_profile(profile: str, images: int, video_frames: int | None, repeats: int) -> dict:
+def bench_profile(
+    profile: str, images: int, video_frames: int | None, repeats: int, device: torch.device, dtype: torch.dtype
+) -> dict:
     cfg = load_profile(profile)
-    model = build_model(cfg.model, seed=cfg.seed).eval()
+    model = build_model(cfg.model, seed=cfg.seed).eval().to(device, dtype)
     height, width = cfg.data.height, cfg.data.width
     generator = torch.Generator().manual_seed(0)
     references = torch.rand(images, 3, height, width, generator=generator)
@@ -48,8 +59,11 @@ def bench_profile(profile: str, images: int, video_frames: int | None, repeats: 
         generate_video(model, references[0], video_poses, cfg.sampling, seed=0, progress=False)
 
     image_run(), video_run()  # warm-up
-    image_seconds = min(_timed(image_run) for _ in range(repeats))
-    video_seconds = min(_timed(video_run) for _ in range(repeats))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    image_seconds = min(_timed(image_run, device) for _ in range(repeats))
+    video_seconds = min(_timed(video_run, device) for _ in range(repeats))
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return {
         "profile": profile,
         "height": height,
@@ -63,6 +77,7 @@ def bench_profile(profile: str, images: int, video_frames: int | None, repeats: 
         "context_frames": cfg.sampling.context_frames,
         "context_overlap": cfg.sampling.context_overlap,
         "seconds_per_video_frame": video_seconds / frames,
+        "peak_gpu_memory_gib": peak,
     }
 
 
@@ -73,10 +88,16 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32, help="frames per generate_images call")
     parser.add_argument("--video-frames", type=int, default=None, help="default: two context windows")
     parser.add_argument("--repeats", type=int, default=2, help="best of this many timed calls")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="the model's weights")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = [bench_profile(p, args.images, args.video_frames, args.repeats) for p in args.profiles]
+    device = torch.device(args.device)
+    results = [
+        bench_profile(p, args.images, args.video_frames, args.repeats, device, getattr(torch, args.dtype))
+        for p in args.profiles
+    ]
     for row in results:
         print(
             f"{row['profile']:>6}: {row['seconds_per_image_frame']:.3f} s/frame (images), "
@@ -85,7 +106,8 @@ def main() -> None:
     write_json(
         args.output,
         {
-            "device": "cpu",
+            "device": device_description(device),
+            "dtype": args.dtype,
             "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
             "torch_threads": args.threads,

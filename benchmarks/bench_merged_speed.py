@@ -23,6 +23,8 @@ made a copy of the original 4% slower per step on a 2-core CPU. Usage::
     python benchmarks/bench_merged_speed.py --profile small --rounds 30 --steps 20
     python benchmarks/bench_merged_speed.py --unit denoiser-step --rounds 800 --threads 1 \
         --output benchmarks/results/merged_speed_denoiser_step.json
+    python benchmarks/bench_merged_speed.py --profile paper --unit denoiser-step --rounds 20 \
+        --device cuda --dtype bfloat16 --output benchmarks/results/merged_speed_paper_gpu.json
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "merged_speed.json"
 PARTS = ("denoising_unet",)
 
 
-def candidate_models(cfg, seed: int) -> dict:
+def candidate_models(cfg, seed: int, device: torch.device, dtype: torch.dtype) -> dict:
     """Original, control copy, merged adapter, unmerged adapter (same random adapter in both)."""
-    original = build_model(cfg.model, seed=seed).eval()
+    original = build_model(cfg.model, seed=seed).eval().to(device, dtype)
     with_adapter = copy.deepcopy(original)
     torch.manual_seed(seed)
     add_adapter(with_adapter, "defense", rank=cfg.defense.lora_rank, parts=PARTS)
@@ -76,7 +78,8 @@ def denoiser_step(model, reference: torch.Tensor, poses: torch.Tensor, seed: int
     channels = model.denoising_unet.config.in_channels
     height, width = (side // model.downscale for side in poses.shape[-2:])
     noisy = torch.randn((1, channels, len(poses), height, width), generator=torch.Generator().manual_seed(seed))
-    timesteps = torch.full((1,), model.scheduler.config.num_train_timesteps // 2, dtype=torch.long)
+    noisy = noisy.to(model.device)
+    timesteps = torch.full((1,), model.scheduler.config.num_train_timesteps // 2, dtype=torch.long, device=model.device)
 
     def step():
         model.denoise(noisy, timesteps, conditions, features, video_unet=video_unet)
@@ -99,12 +102,16 @@ def main() -> None:
                         help="what one timed run is: a whole generation, or one denoising step of it")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps per generation (unit generation)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="the models' weights")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cfg = load_profile(args.profile)
     sampling = cfg.sampling.model_copy(update={"num_inference_steps": args.steps})
-    models = candidate_models(cfg, cfg.seed)
+    models = candidate_models(cfg, cfg.seed, device, getattr(torch, args.dtype))
     generator = torch.Generator().manual_seed(cfg.seed)
     reference = torch.rand(3, cfg.data.height, cfg.data.width, generator=generator)
     poses = torch.rand(sampling.context_frames, 3, cfg.data.height, cfg.data.width, generator=generator)
@@ -114,6 +121,7 @@ def main() -> None:
 
         def run(model):
             generate_video(model, reference, poses, sampling, seed=cfg.seed, progress=False)
+            synchronize()
     else:
         with torch.no_grad():
             timed = {name: denoiser_step(model, reference, poses, cfg.seed) for name, model in models.items()}
@@ -121,6 +129,7 @@ def main() -> None:
         def run(step):
             with torch.no_grad():
                 step()
+            synchronize()
 
     with grad_flags_like(models.values(), models["original"]):  # adding the adapter froze the base weights
         per_frame = timed_rounds(timed, run, args.rounds, seed=cfg.seed) / len(poses)
@@ -137,7 +146,8 @@ def main() -> None:
                 f"the {args.profile} profile's layout (speed does not depend on weight values)",
         "unit": args.unit,
         "profile": args.profile,
-        "device": device_description(torch.device("cpu")),
+        "device": device_description(device),
+        "dtype": args.dtype,
         "processor": platform.processor() or platform.machine(),
         "torch_threads": args.threads,
         "torch": torch.__version__,

@@ -38,6 +38,7 @@ from poseguard_lib.metrics import (
     starred_metrics,
 )
 from poseguard_lib.metrics import canonical, synthetic
+from poseguard_lib.metrics.image import ssim_by_texture
 from poseguard_lib.metrics.clips import clip_features
 from poseguard_lib.metrics.extractors import MetricExtractors
 from poseguard_lib.reporting import paper_table
@@ -118,6 +119,20 @@ def test_ssim_matches_scikit_image(shape):
     ]
     assert ssim(pred, target, per_frame=True).numpy() == pytest.approx(reference, abs=1e-4)
     assert ssim(pred, target) == pytest.approx(np.mean(reference), abs=1e-4)
+
+
+def test_ssim_by_texture_splits_the_mean_and_finds_speckle_on_a_flat_wall():
+    torch.manual_seed(0)
+    target = torch.full((2, 3, 40, 40), 0.8)
+    target[:, :, 10:30, 14:26] = smooth_frames(2, 20, 12, seed=4)  # a textured figure on a flat wall
+    speckled = (target + 0.03 * torch.randn_like(target) * (target == 0.8)).clamp(0, 1)
+    split = ssim_by_texture(speckled, target)
+    assert 0 < split["flat_share"] < 1
+    mean = split["flat_share"] * split["flat"] + (1 - split["flat_share"]) * split["textured"]
+    assert mean == pytest.approx(ssim(speckled, target), abs=1e-9)
+    assert split["flat"] < 0.6  # C2 / (0.03² + C2) = 0.5 on the wall
+    assert ssim_by_texture(target, target) == pytest.approx({"flat_share": split["flat_share"], "flat": 1.0,
+                                                             "textured": 1.0})
 
 
 def test_psnr_matches_scikit_image_and_averages_per_frame():

@@ -277,7 +277,7 @@ class AnimateAnyone(nn.Module):
         if self.vae is None:
             images = F.pixel_shuffle(latents, self.downscale)
         else:
-            scaled = latents / self.vae.config.scaling_factor
+            scaled = (latents / self.vae.config.scaling_factor).to(self.vae.dtype)
             images = torch.cat([self.vae.decode(part).sample for part in scaled.split(chunk)])
         return (images.float().clamp(-1, 1) + 1) / 2
 
@@ -321,7 +321,7 @@ class AnimateAnyone(nn.Module):
         bank = ReferenceBank()
         if keep.any():
             kept = keep.to(embeds.device)
-            latents = self.encode(references[keep.to(references.device)])
+            latents = self.encode(references[keep.to(references.device)]).to(self.dtype_of(self.reference_unet))
             timestep = torch.zeros(latents.shape[0], dtype=torch.long, device=latents.device)
             with bank.writing():
                 self.reference_unet(latents, timestep, encoder_hidden_states=embeds[kept])
@@ -339,8 +339,10 @@ class AnimateAnyone(nn.Module):
         """The denoiser's output (v) for images (N, C, h, w) or, with ``video_unet``, clips (N, C, F, h, w).
 
         Conditions are per sample (N rows); for clips they are repeated over the F frames, and
-        ``pose_features`` has one row per frame (N·F, in sample-major order).
+        ``pose_features`` has one row per frame (N·F, in sample-major order). ``noisy`` is cast to
+        the denoiser's dtype, so a sampler can keep float32 latents for a half-precision model.
         """
+        noisy = noisy.to(self.dtype_of(self.denoising_unet))
         if video_unet is None:
             with conditions.bank.reading(conditions.rows), pose_conditioning(pose_features):
                 return self.denoising_unet(noisy, timesteps, conditions.image_embeds).sample
