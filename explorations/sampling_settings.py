@@ -39,16 +39,16 @@ truth = torch.cat(eval_set.ground_truth[:N_VIDEOS])
 def row(name: str, outputs: torch.Tensor) -> dict:
     split = ssim_by_texture(outputs, truth)
     return {"setting": name, "ssim": ssim(outputs, truth), "ssim_flat": split["flat"], "ssim_textured": split["textured"],
-            "flat_share": split["flat_share"], "psnr": psnr(outputs, truth)}
+            "flat_share": split["flat_share"], "flat_output_std": split["flat_pred_std"], "psnr": psnr(outputs, truth)}
 
 
 copies = torch.cat([r.expand_as(v) for r, v in zip(references, eval_set.ground_truth[:N_VIDEOS])])
-rows = [row("copy the reference (baseline)", copies)]
+rows = [row("ground truth (ceiling)", truth), row("copy the reference (baseline)", copies)]
 for name, change in VARIANTS.items():
     settings = config.model_copy(update={"sampling": config.sampling.model_copy(update=change)})
     outputs = torch.cat(cached_generation(
         model, "video", {"references": references} | {f"poses_{i}": p for i, p in enumerate(poses)}, settings,
-        lambda: [generate_video(model, r, p, settings.sampling, seed=config.seed + i)
+        lambda: [generate_video(model, r, p, settings.sampling, seed=config.seed + i, progress=False)
                  for i, (r, p) in enumerate(zip(references, poses))],
     ))
     rows.append(row(name, outputs))

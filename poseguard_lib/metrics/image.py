@@ -48,13 +48,14 @@ def _gaussian_blur_valid(x: torch.Tensor) -> torch.Tensor:
     return _gaussian_band(height, x.dtype) @ x @ _gaussian_band(width, x.dtype).T
 
 
-def _ssim_windows(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _ssim_windows(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SSIM of every window, and the local variances of ``x`` and ``y`` there."""
     x, y = x.double(), y.double()
     c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
     mu_x, mu_y, xx, yy, xy = _gaussian_blur_valid(torch.cat([x, y, x * x, y * y, x * y])).split(len(x))
     var_x, var_y, cov_xy = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
     luminance = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
-    return luminance * (2 * cov_xy + c2) / (var_x + var_y + c2), var_y
+    return luminance * (2 * cov_xy + c2) / (var_x + var_y + c2), var_x, var_y
 
 
 def _ssim_per_frame(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -83,10 +84,11 @@ def ssim_by_texture(pred: torch.Tensor, target: torch.Tensor, flat_variance: flo
 
     Why: on a flat studio wall SSIM is C2 / (var_pred + C2) times the luminance term, so a faint
     speckle (std 0.03) already halves it there, while PSNR barely notices. The overall SSIM is
-    ``flat_share * flat + (1 - flat_share) * textured``.
+    ``flat_share * flat + (1 - flat_share) * textured``; ``flat_pred_std`` is the prediction's mean
+    local standard deviation on the flat windows (the speckle's size).
     """
     check_pair(pred, target, min_size=2 * SSIM_RADIUS + 1)
-    windows, target_variance = map(torch.cat, zip(*(
+    windows, pred_variance, target_variance = map(torch.cat, zip(*(
         _ssim_windows(pred[i : i + SSIM_CHUNK], target[i : i + SSIM_CHUNK]) for i in range(0, len(pred), SSIM_CHUNK)
     )))
     flat = target_variance < flat_variance
@@ -94,5 +96,6 @@ def ssim_by_texture(pred: torch.Tensor, target: torch.Tensor, flat_variance: flo
         "flat_share": flat.double().mean().item(),
         "flat": windows[flat].mean().item() if flat.any() else float("nan"),
         "textured": windows[~flat].mean().item() if (~flat).any() else float("nan"),
+        "flat_pred_std": pred_variance[flat].clamp(min=0).sqrt().mean().item() if flat.any() else float("nan"),
     }
 
