@@ -16,9 +16,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu
 # Paper size, the paper's settings (512×768, 24 frames, 30 DDIM steps, guidance 3.5), bf16 weights.
 run 200 "$py" benchmarks/bench_generate.py --profiles paper --device cuda --dtype bfloat16 \
     --images 8 --video-frames 24 --repeats 2 --output "$out/generate_paper_gpu.json"
-# Table 2 at paper size: original, control copy, LoRA merged, LoRA unmerged, per denoising step.
+# Table 2 at paper size: original, control copy, LoRA merged, LoRA unmerged, per denoising step
+# and per (shortened) generation.
 run 150 "$py" benchmarks/bench_merged_speed.py --profile paper --unit denoiser-step --rounds 30 \
     --device cuda --dtype bfloat16 --output "$out/merged_speed_paper_gpu.json"
+run 220 "$py" benchmarks/bench_merged_speed.py --profile paper --unit generation --steps 5 --rounds 8 \
+    --device cuda --dtype bfloat16 --output "$out/merged_speed_paper_gpu_generation.json"
 # The small profile's base training and sampling on the GPU (its own fp32 settings).
 run 170 "$py" benchmarks/bench_train.py --profile small --steps 40 --video-steps 40 \
     --output "$out/train_small_gpu.json"
