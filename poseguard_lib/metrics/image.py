@@ -98,4 +98,3 @@ def ssim_by_texture(pred: torch.Tensor, target: torch.Tensor, flat_variance: flo
         "textured": windows[~flat].mean().item() if (~flat).any() else float("nan"),
         "flat_pred_std": pred_variance[flat].clamp(min=0).sqrt().mean().item() if flat.any() else float("nan"),
     }
-
