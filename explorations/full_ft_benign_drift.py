@@ -12,13 +12,9 @@ per variant on two CPU cores, seconds once cached).
 import pandas as pd
 
 from poseguard_lib.config import configure_torch, load_profile
-from poseguard_lib.data.catalogue import load_unsafe_catalogue
-from poseguard_lib.data.synthetic import ImagePairDataset, build_split
-from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_frames
-from poseguard_lib.io import cache_dir
+from poseguard_lib.defense import load_or_defend
 from poseguard_lib.metrics.image import ssim
-from poseguard_lib.models.training import load_or_train_base_model, training_key
-from poseguard_lib.study import pose_roles, setting_cache_name, unsafe_order, validation_outputs, validation_set
+from poseguard_lib.study import defense_study, setting_cache_name, validation_outputs, validation_set
 
 VARIANTS = {  # name → (cache folder under the validation cache, changes to the profile's defense settings)
     "benign-only control (λ 1e-9)": ("full-benign-only-lr0.0001", {"safety_weight": 1e-9}),
@@ -32,15 +28,10 @@ VARIANTS = {  # name → (cache folder under the validation cache, changes to th
 
 config = load_profile("small", seed=0)
 configure_torch(config)
-base, _ = load_or_train_base_model(config, progress=False)
-validation_cache = cache_dir("defense", training_key(config)) / "validation"
-_, validation_poses, _ = pose_roles(unsafe_order(load_unsafe_catalogue(), config.seed), config)
-split = build_split(config.data, config.seed)
-validation = validation_set(config, validation_poses, config.evaluation.validation_benign)
-pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in validation_poses], config.data,
-                                        config.defense, seed=config.seed, pose_labels=[p.id for p in validation_poses])
-benign_pairs = ImagePairDataset(split["train"], seed=config.seed)
-
+study = defense_study(config)
+base, validation_cache = study.base, study.defense_cache / "validation"
+validation = validation_set(config, study.validation_poses, config.evaluation.validation_benign)
+pairs, benign_pairs = study.unsafe_pairs(study.validation_poses), study.benign_pairs
 
 def measure(name, model, base_benign, base_unsafe):
     unsafe, benign = validation_outputs(model, validation, config)

@@ -42,16 +42,13 @@ import torch
 from torch.utils.data import Subset
 
 from poseguard_lib.config import configure_torch, load_profile
-from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.motions import body_distance
-from poseguard_lib.data.synthetic import ImagePairDataset, build_split
-from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_frames
+from poseguard_lib.defense import load_or_defend
 from poseguard_lib.defense.api import DEFENSE_FILE
-from poseguard_lib.io import cache_dir, write_csv
+from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import ssim
-from poseguard_lib.models.training import load_or_train_base_model, training_key
-from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, generate_images_cached, generate_unsafe,
-                                 pose_roles, unsafe_eval_set, unsafe_order, validation_set)
+from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, defense_study, generate_images_cached,
+                                 generate_unsafe, unsafe_eval_set, validation_set)
 
 POSE, UNTRAINED_TWIN = "disc_middle_finger_chest", "disc_middle_finger_overhead"
 NEAR = 0.1  # median limb lengths
@@ -65,18 +62,16 @@ config = load_profile("small", seed=0)
 STRONG_SAFETY_WEIGHT = max(config.defense.safety_weight_candidates)
 configure_torch(config)
 aspect = config.data.width / config.data.height
-base, _ = load_or_train_base_model(config, progress=False)
-defense_cache = cache_dir("defense", training_key(config))
+study = defense_study(config)
+base, defense_cache, benign_pairs = study.base, study.defense_cache, study.benign_pairs
 settings = chosen_defense_settings(config, results)
-trained_pool, validation_poses, untrained = pose_roles(unsafe_order(load_unsafe_catalogue(), config.seed), config)
+trained_pool, validation_poses, untrained = study.trained_pool, study.validation_poses, study.untrained
 by_id = {p.id: p for p in trained_pool + untrained}
 pose = by_id[POSE]
-split = build_split(config.data, config.seed)
-pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [pose.pose], config.data, config.defense,
-                                        seed=config.seed, pose_labels=[pose.id])
+pairs = study.unsafe_pairs([pose])
 
-benign_pairs = ImagePairDataset(split["train"], seed=config.seed)  # one item per (video, frame), in that order
-train_distance = np.array([body_distance(pose.pose, frame, aspect) for video in split["train"] for frame in video.poses])
+train_distance = np.array([body_distance(pose.pose, frame, aspect)
+                           for video in study.split["train"] for frame in video.poses])
 if len(train_distance) != len(benign_pairs):
     raise RuntimeError("ImagePairDataset no longer has one item per training frame in video order")
 far_pairs = Subset(benign_pairs, np.flatnonzero(train_distance >= NEAR).tolist())
@@ -149,10 +144,7 @@ undefended = outputs(base)
 measure("undefended", undefended)
 # Notebook 03's Full-FT-4 takes about an hour to train here; compare with it only where it is cached.
 if (defense_cache / "full-4" / DEFENSE_FILE).is_file():
-    pool_pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in trained_pool],
-                                                 config.data, config.defense, seed=config.seed,
-                                                 pose_labels=[p.id for p in trained_pool])
-    full_4 = load_or_defend(base, pool_pairs.subset(4), benign_pairs, settings, config.train, strategy="full",
+    full_4 = load_or_defend(base, study.unsafe_pairs(trained_pool).subset(4), benign_pairs, settings, config.train, strategy="full",
                             seed=config.seed, out_dir=defense_cache / "full-4", progress=False).model
     measure(FULL_4, outputs(full_4))
 else:

@@ -12,13 +12,10 @@ takes about two minutes once notebook 03 has run. Reported in the book's introdu
 import pandas as pd
 
 from poseguard_lib.config import configure_torch, load_profile
-from poseguard_lib.data.catalogue import load_unsafe_catalogue
-from poseguard_lib.data.synthetic import ImagePairDataset, build_split
-from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_frames
-from poseguard_lib.io import cache_dir, write_csv
+from poseguard_lib.defense import load_or_defend
+from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import ssim
-from poseguard_lib.models.training import load_or_train_base_model, training_key
-from poseguard_lib.study import chosen_defense_settings, generate_unsafe, pose_roles, unsafe_eval_set, unsafe_order
+from poseguard_lib.study import chosen_defense_settings, defense_study, generate_unsafe, unsafe_eval_set
 
 results = "results/small/effectiveness"
 metrics = pd.read_csv(f"{results}/metrics.csv")
@@ -26,13 +23,9 @@ pose_counts = sorted(metrics.n_poses[metrics.strategy != "none"].unique())  # th
 
 config = load_profile("small", seed=0)
 configure_torch(config)
-base, _ = load_or_train_base_model(config, progress=False)
-defense_cache = cache_dir("defense", training_key(config))
-trained_pool, _, untrained = pose_roles(unsafe_order(load_unsafe_catalogue(), config.seed), config)
-split = build_split(config.data, config.seed)
-pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in trained_pool], config.data,
-                                        config.defense, seed=config.seed, pose_labels=[p.id for p in trained_pool])
-benign_pairs = ImagePairDataset(split["train"], seed=config.seed)
+study = defense_study(config)
+base, trained_pool, untrained = study.base, study.trained_pool, study.untrained
+pairs = study.unsafe_pairs(trained_pool)
 settings = chosen_defense_settings(config, results)
 
 unsafe_set = unsafe_eval_set(config, trained_pool + untrained)  # notebook 03's set, so its generations are cached
@@ -41,8 +34,8 @@ base_unsafe = generate_unsafe(base, unsafe_set, config)
 rows = []
 for strategy in ("full", "lora"):
     for n in pose_counts:
-        result = load_or_defend(base, pairs.subset(n), benign_pairs, settings, config.train, strategy=strategy,
-                                seed=config.seed, out_dir=defense_cache / f"{strategy}-{n}", progress=False)
+        result = load_or_defend(base, pairs.subset(n), study.benign_pairs, settings, config.train, strategy=strategy,
+                                seed=config.seed, out_dir=study.defense_cache / f"{strategy}-{n}", progress=False)
         outputs = generate_unsafe(result.model, unsafe_set, config)
         for pose in shown:
             items = unsafe_set.items_of([pose.id])

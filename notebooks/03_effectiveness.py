@@ -41,20 +41,17 @@ import torch
 from IPython.display import display
 
 from poseguard_lib.config import configure_torch, load_profile
-from poseguard_lib.data.catalogue import load_unsafe_catalogue
-from poseguard_lib.data.synthetic import ImagePairDataset, build_split
-from poseguard_lib.defense import UnsafePairDataset, adapter_dirs, load_adapter, load_or_defend, reference_frames
+from poseguard_lib.defense import adapter_dirs, load_adapter, load_or_defend
 from poseguard_lib.defense.lora import activate, parts_of
-from poseguard_lib.io import cache_dir, write_csv
+from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.evaluate import ModelOutputs, evaluate_models
 from poseguard_lib.metrics.extractors import load_extractors
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.metrics.psr import pose_suppression_rate
-from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.reporting import (beside_paper, device_description, frame_grid, paper_table, profile_banner,
                                      save_figure, to_uint8)
-from poseguard_lib.study import (benign_eval_set, benign_keypoints, generate_benign, generate_unsafe, inference_cost,
-                                 pose_roles, select_setting, unsafe_eval_set, unsafe_order, validation_set)
+from poseguard_lib.study import (benign_eval_set, benign_keypoints, defense_study, generate_benign, generate_unsafe,
+                                 inference_cost, select_setting, unsafe_eval_set, validation_set)
 
 config = load_profile(profile, seed=seed)
 configure_torch(config)
@@ -74,21 +71,15 @@ profile_banner(profile, seed, extractor_note=True)
 # choose the learning rates, worn by training people, and appears in no reported number.
 
 # %%
-base, _ = load_or_train_base_model(config, progress=False)
-# defenses are cached per base model, so a retrained base never resumes another base's checkpoints
-defense_cache = cache_dir("defense", training_key(config))
+study = defense_study(config)  # the base model, its defense cache, the pose roles and the training pairs
+base, defense_cache = study.base, study.defense_cache
+trained_pool, validation_poses, untrained = study.trained_pool, study.validation_poses, study.untrained
 extractors = load_extractors(config)
-order = unsafe_order(load_unsafe_catalogue(), seed)
-trained_pool, validation_poses, untrained = pose_roles(order, config)  # fixed whichever counts run
 unsafe_set = unsafe_eval_set(config, trained_pool + untrained)
 benign_set = benign_eval_set(config)
 benign_truth = list(benign_set.ground_truth)
 benign_poses = benign_keypoints(benign_set, config.evaluation.benign_frames)
-
-split = build_split(config.data, seed)
-pairs = UnsafePairDataset.from_settings(reference_frames(split["train"]), [p.pose for p in trained_pool], config.data,
-                                        config.defense, seed=seed, pose_labels=[p.id for p in trained_pool])
-benign_pairs = ImagePairDataset(split["train"], seed=seed)
+pairs, benign_pairs = study.unsafe_pairs(trained_pool), study.benign_pairs
 roles = {"trained (nested sets)": trained_pool, "validation (tuning only)": validation_poses, "never trained": untrained}
 pd.DataFrame([{"pose": p.id, "category": p.category, "role": role} for role, poses in roles.items() for p in poses])
 
@@ -124,9 +115,7 @@ choices = [(strategy, "learning_rate", config.defense.rate_candidates(strategy))
 choices.append(("full", "safety_weight", config.defense.safety_weight_candidates))
 if any(candidates for *_, candidates in choices):
     validation = validation_set(config, validation_poses, config.evaluation.validation_benign)
-    validation_pairs = UnsafePairDataset.from_settings(
-        reference_frames(split["train"]), [p.pose for p in validation_poses], config.data, config.defense, seed=seed,
-        pose_labels=[p.id for p in validation_poses])
+    validation_pairs = study.unsafe_pairs(validation_poses)
 for strategy, field, candidates in choices:
     if candidates:  # each choice starts from the values chosen before it (λ at full fine-tuning's chosen rate)
         tuned = config.model_copy(update={"defense": defense_settings})

@@ -10,9 +10,12 @@ import torch
 from poseguard_lib.config import load_profile
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.synthetic import build_split
+from poseguard_lib.io import cache_dir
+from poseguard_lib.models.training import training_key
 from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_setting,
-                                 chosen_defense_settings, colour_transfer, generate_benign, inference_cost, pose_roles,
-                                 select_setting, timed_rounds, unsafe_eval_set, unsafe_order, validation_set)
+                                 chosen_defense_settings, colour_transfer, defense_study, generate_benign,
+                                 inference_cost, pose_roles, select_setting, timed_rounds, unsafe_eval_set,
+                                 unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -52,7 +55,6 @@ def test_a_frozen_output_has_no_pose_gap_even_when_it_is_a_true_frame(eval_set):
 def test_speed_is_timed_in_interleaved_rounds_and_compared_within_each_round(eval_set, monkeypatch):
     import time
 
-    import poseguard_lib.models.pipeline as pipeline
     import poseguard_lib.study as study
 
     class FakeModel(torch.nn.Linear):
@@ -68,7 +70,7 @@ def test_speed_is_timed_in_interleaved_rounds_and_compared_within_each_round(eva
         time.sleep(model.seconds * (1 + (len(calls) - 1) // 2))  # the machine slows down every round
         return poses
 
-    monkeypatch.setattr(pipeline, "generate_video", fake_generate_video)
+    monkeypatch.setattr(study, "generate_video", fake_generate_video)
     monkeypatch.setattr(study, "_generation_flops", lambda model, *args: 1e9 * model.seconds)
     frames = len(eval_set.poses[0])
     fast, slow = FakeModel(0.01), FakeModel(0.02).requires_grad_(False)  # a defense leaves its weights frozen
@@ -201,6 +203,22 @@ def test_the_learning_rate_rule_prefers_small_rates_that_suppress_and_spare_beni
     assert choose_setting(_rates(rows)) == chosen
 
 
+def test_defense_study_reuses_its_base_and_keys_the_defense_cache_by_it():
+    train = CONFIG.train.model_copy(update={"stage1_steps": 2, "stage2_steps": 0, "checkpoint_every": 1000})
+    config = CONFIG.model_copy(update={"train": train})
+    study, again = defense_study(config), defense_study(config)
+    first, second = study.base.state_dict(), again.base.state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)  # loaded, not retrained
+    retrained = config.model_copy(update={"train": train.model_copy(update={"stage1_steps": 3})})
+    assert study.defense_cache == again.defense_cache != cache_dir("defense", training_key(retrained))
+
+    roles = pose_roles(unsafe_order(load_unsafe_catalogue(), config.seed), config)
+    assert [[p.id for p in poses] for poses in (study.trained_pool, study.validation_poses, study.untrained)] == \
+        [[p.id for p in poses] for poses in roles]
+    assert study.unsafe_pairs(study.validation_poses).pose_labels == tuple(p.id for p in study.validation_poses)
+    assert len(study.benign_pairs) == sum(len(video.frames) for video in study.split["train"])
+
+
 @pytest.mark.parametrize(("strategy", "field"), [("lora", "learning_rate"), ("full", "learning_rate"), ("full", "safety_weight")])
 def test_select_setting_trains_each_candidate_on_validation_poses_only(strategy, field, tmp_path):
     from poseguard_lib.data.synthetic import ImagePairDataset
@@ -249,13 +267,14 @@ def test_chosen_defense_settings_reads_back_each_selection_table(tmp_path):
 def test_generated_outputs_are_cached_under_weights_inputs_and_seed(eval_set, monkeypatch, tmp_path):
     from peft import LoraConfig, inject_adapter_in_model
 
+    import poseguard_lib.study as study
     from poseguard_lib.io import CACHE_ENV
-    from poseguard_lib.models import build_model, pipeline
+    from poseguard_lib.models import build_model
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     calls = []
-    real = pipeline.generate_video
-    monkeypatch.setattr(pipeline, "generate_video", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    real = study.generate_video
+    monkeypatch.setattr(study, "generate_video", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
     model = build_model(CONFIG, seed=0)
     first = generate_benign(model, eval_set, CONFIG)
     assert len(calls) == len(eval_set.videos) and list((tmp_path / "outputs").glob("*.safetensors"))
