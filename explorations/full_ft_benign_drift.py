@@ -33,6 +33,7 @@ base, validation_cache = study.base, study.defense_cache / "validation"
 validation = validation_set(config, study.validation_poses, config.evaluation.validation_benign)
 pairs, benign_pairs = study.unsafe_pairs(study.validation_poses), study.benign_pairs
 
+
 def measure(name, model, base_benign, base_unsafe):
     unsafe, benign = validation_outputs(model, validation, config)
     return {"variant": name, "benign_ssim_vs_undefended": ssim(benign, base_benign),

@@ -144,8 +144,8 @@ undefended = outputs(base)
 measure("undefended", undefended)
 # Notebook 03's Full-FT-4 takes about an hour to train here; compare with it only where it is cached.
 if (defense_cache / "full-4" / DEFENSE_FILE).is_file():
-    full_4 = load_or_defend(base, study.unsafe_pairs(trained_pool).subset(4), benign_pairs, settings, config.train, strategy="full",
-                            seed=config.seed, out_dir=defense_cache / "full-4", progress=False).model
+    full_4 = load_or_defend(base, study.unsafe_pairs(trained_pool).subset(4), benign_pairs, settings, config.train,
+                            strategy="full", seed=config.seed, out_dir=defense_cache / "full-4", progress=False).model
     measure(FULL_4, outputs(full_4))
 else:
     print(f"no cached Full-FT-4 under {defense_cache}: its row is left out (run notebook 03 first to include it)")

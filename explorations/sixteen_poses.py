@@ -1,7 +1,7 @@
 """Does the defense keep working against 16 poses? (small profile, SSIM-based columns of Table 1)
 
-Notebook 03's committed Table 1 stops at 8 poses; against 16, full fine-tuning takes about 1.5 hours
-of two CPU cores and LoRA half an hour. This trains the 16-pose defenses with the settings notebook 03
+Notebook 03's committed Table 1 stops at 8 poses; against 16, full fine-tuning takes about 1.7 hours
+of two CPU cores (1.3 s per step) and LoRA half an hour. This trains the 16-pose defenses with the settings notebook 03
 chose (read from its committed selection tables) into notebook 03's defense cache, so a later
 notebook run that chooses the same settings reuses them, and measures what needs no trained
 extractor: benign SSIM against ground truth, SSIM* on the trained poses (mean, and how many reach
@@ -62,7 +62,7 @@ def save(rows: list[dict]) -> None:
 
 
 rows = [{"method": "Baseline (No FT)", "n_poses": N_POSES} | benign_columns(base_benign) | unsafe_columns(base_unsafe)]
-for strategy, label in (("lora", "LoRA-FT"), ("full", "Full-FT")):  # LoRA first: half an hour, Full-FT about 1.5 hours
+for strategy, label in (("lora", "LoRA-FT"), ("full", "Full-FT")):  # LoRA first: half an hour, Full-FT about 1.7 hours
     result = load_or_defend(study.base, pairs.subset(N_POSES), study.benign_pairs, settings, config.train,
                             strategy=strategy, seed=config.seed, out_dir=study.defense_cache / f"{strategy}-{N_POSES}",
                             progress=False)
