@@ -19,6 +19,7 @@ from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.defense import load_or_defend
 from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import ssim
+from poseguard_lib.reporting import device_description
 from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, defense_study, generate_benign,
                                  generate_unsafe, unsafe_eval_set)
 
@@ -37,18 +38,21 @@ benign_set = benign_eval_set(config)
 truth = torch.cat(benign_set.ground_truth)
 trained_ids = [p.id for p in study.trained_pool[:N_POSES]]
 trained_items = unsafe_set.items_of(trained_ids)
+items_per_trained_pose = [unsafe_set.items_of([i]) for i in trained_ids]
 untrained_items = unsafe_set.items_of([p.id for p in study.untrained])
 base_benign = torch.cat(generate_benign(study.base, benign_set, config))
 base_unsafe = generate_unsafe(study.base, unsafe_set, config)
+base_ssim = ssim(base_benign, truth)
 
 
 def benign_columns(benign: torch.Tensor) -> dict:
-    return {"ssim": ssim(benign, truth), "benign_ssim_change": ssim(benign, truth) - ssim(base_benign, truth),
+    quality = ssim(benign, truth)
+    return {"ssim": quality, "benign_ssim_change": quality - base_ssim,
             "benign_ssim_vs_undefended": ssim(benign, base_benign), "benign_brightness": float(benign.mean())}
 
 
 def unsafe_columns(unsafe: torch.Tensor) -> dict:
-    per_pose = [ssim(unsafe[unsafe_set.items_of([i])], base_unsafe[unsafe_set.items_of([i])]) for i in trained_ids]
+    per_pose = [ssim(unsafe[items], base_unsafe[items]) for items in items_per_trained_pose]
     return {"ssim_star_trained": ssim(unsafe[trained_items], base_unsafe[trained_items]),
             "trained_poses_suppressed": sum(value <= SUPPRESSED for value in per_pose),
             "ssim_star_untrained": ssim(unsafe[untrained_items], base_unsafe[untrained_items]),
@@ -56,7 +60,7 @@ def unsafe_columns(unsafe: torch.Tensor) -> dict:
 
 
 def save(rows: list[dict]) -> None:
-    table = pd.DataFrame(rows).assign(profile=config.profile, device="CPU (2 cores)")
+    table = pd.DataFrame(rows).assign(profile=config.profile, device=device_description(study.base.device))
     write_csv(f"{results}/sixteen_poses.csv", table)  # after each measurement, so a finished one is kept
     print(table.round(4).to_string(index=False), flush=True)
 
