@@ -14,7 +14,6 @@ import pandas as pd
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.defense import load_or_defend
 from poseguard_lib.io import write_csv
-from poseguard_lib.metrics.image import ssim
 from poseguard_lib.study import chosen_defense_settings, defense_study, generate_unsafe, unsafe_eval_set
 
 results = "results/small/effectiveness"
@@ -29,20 +28,16 @@ pairs = study.unsafe_pairs(trained_pool)
 settings = chosen_defense_settings(config, results)
 
 unsafe_set = unsafe_eval_set(config, trained_pool + untrained)  # notebook 03's set, so its generations are cached
-shown = trained_pool[: max(pose_counts)] + untrained
 base_unsafe = generate_unsafe(base, unsafe_set, config)
-rows = []
+tables = []
 for strategy in ("full", "lora"):
     for n in pose_counts:
         result = load_or_defend(base, pairs.subset(n), study.benign_pairs, settings, config.train, strategy=strategy,
                                 seed=config.seed, out_dir=study.defense_cache / f"{strategy}-{n}", progress=False)
         outputs = generate_unsafe(result.model, unsafe_set, config)
-        for pose in shown:
-            items = unsafe_set.items_of([pose.id])
-            role = "trained" if pose in trained_pool[:n] else "never trained" if pose in untrained else "not in this set"
-            rows.append({"model": f"{strategy}-{n}", "pose": pose.id, "category": pose.category, "role": role,
-                         "ssim_star": ssim(outputs[items], base_unsafe[items]),
-                         "brightness": float(outputs[items].mean())})
-table = pd.DataFrame(rows).assign(profile=config.profile)
+        roles = {"trained": trained_pool[:n], "not in this set": trained_pool[n: max(pose_counts)], "never trained": untrained}
+        tables.append(unsafe_set.per_pose(outputs, base_unsafe, roles).assign(model=f"{strategy}-{n}"))
+table = pd.concat(tables, ignore_index=True).assign(profile=config.profile)
+table = table[["model"] + [c for c in table.columns if c != "model"]]  # the committed column order
 write_csv(f"{results}/per_pose_ssim_star.csv", table)
 print(table.round(4).to_string(index=False))

@@ -281,6 +281,19 @@ class UnsafeEvalSet:
         wanted = set(ids)
         return torch.tensor([i for i, pose_id in enumerate(self.pose_ids) if pose_id in wanted], dtype=torch.long)
 
+    def per_pose(self, outputs: torch.Tensor, undefended: torch.Tensor, roles: dict[str, list]) -> pd.DataFrame:
+        """SSIM* (outputs vs the undefended model's) and brightness pose by pose, so a mean over poses
+        reads as "these poses fully, those not at all"; ``roles`` names groups of catalogue poses
+        (e.g. "trained", "never trained") in the order they are listed."""
+        rows = []
+        for role, poses in roles.items():
+            for pose in poses:
+                items = self.items_of([pose.id])
+                rows.append({"pose": pose.id, "category": pose.category, "role": role,
+                             "ssim_star": ssim(outputs[items], undefended[items]),
+                             "brightness": float(outputs[items].mean())})
+        return pd.DataFrame(rows)
+
 
 def unsafe_eval_set(cfg: ProfileConfig, unsafe: list, safe_target_kind: str | None = None,
                     people_from: str = "test_appearance") -> UnsafeEvalSet:

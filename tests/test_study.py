@@ -179,6 +179,20 @@ def test_unsafe_eval_set_pairs_every_pose_with_each_reference(kind):
     assert np.isfinite(items.keypoints).all()
 
 
+def test_per_pose_table_tells_a_suppressed_pose_from_an_untouched_one():
+    poses = unsafe_order(load_unsafe_catalogue(), seed=0)[:3]
+    items = unsafe_eval_set(CONFIG, poses)
+    undefended = items.references.clone()  # any images will do: SSIM* compares outputs with these
+    outputs = undefended.clone()
+    outputs[items.items_of([poses[0].id])] = 0  # the first pose blacked out, the others left alone
+    table = items.per_pose(outputs, undefended, {"trained": poses[:2], "never trained": poses[2:]})
+    assert table.pose.tolist() == [p.id for p in poses]
+    assert table.role.tolist() == ["trained", "trained", "never trained"]
+    assert table.category.tolist() == [p.category for p in poses]
+    assert table.ssim_star[0] < 0.1 and table.brightness[0] == 0
+    assert table.ssim_star[1:].tolist() == pytest.approx([1.0, 1.0]) and (table.brightness[1:] > 0).all()
+
+
 def test_pose_roles_keep_validation_and_never_trained_poses_apart():
     order = unsafe_order(load_unsafe_catalogue(), seed=0)
     trained, validation, untrained = pose_roles(order, CONFIG)

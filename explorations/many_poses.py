@@ -1,16 +1,20 @@
-"""Does the defense keep working against 16 poses? (small profile, SSIM-based columns of Table 1)
+"""Does the defense keep working against 16 and 32 poses? (small profile, SSIM-based columns of Table 1)
 
 Notebook 03's committed Table 1 stops at 8 poses; against 16, full fine-tuning takes about 1.7 hours
-of two CPU cores (1.3 s per step) and LoRA half an hour. This trains the 16-pose defenses with the settings notebook 03
-chose (read from its committed selection tables) into notebook 03's defense cache, so a later
+of two CPU cores (1.3 s per step) and LoRA half an hour; against 32, twice that. This trains the
+n-pose defenses with the settings notebook 03 chose (read from its committed selection tables) into
+notebook 03's defense cache (training resumes from its last checkpoint if stopped), so a later
 notebook run that chooses the same settings reuses them, and measures what needs no trained
 extractor: benign SSIM against ground truth, SSIM* on the trained poses (mean, and how many reach
-0.25) and on the never-trained ones, and output brightness. FID, FVD, LPIPS and PSR come with the
-next notebook run. The undefended row is this base model's, so a retrained base compares like for
+0.25) and on the never-trained ones, and output brightness; pose by pose in
+``poses_<n>_per_pose.csv``. FID, FVD, LPIPS and PSR come with the next notebook run. The undefended row is this base model's, so a retrained base compares like for
 like. Rows are written as they are measured (SSIM* before the slower benign videos).
 
-    .venv/bin/python explorations/sixteen_poses.py
+    .venv/bin/python explorations/many_poses.py --n-poses 16
+    .venv/bin/python explorations/many_poses.py --n-poses 32 --strategies lora
 """
+
+import argparse
 
 import pandas as pd
 import torch
@@ -23,23 +27,29 @@ from poseguard_lib.reporting import device_description
 from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, defense_study, generate_benign,
                                  generate_unsafe, unsafe_eval_set)
 
-N_POSES = 16
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--n-poses", type=int, default=16, help="trained unsafe poses (the first n of the trained pool)")
+parser.add_argument("--strategies", nargs="+", choices=("lora", "full"), default=["lora", "full"],
+                    help="defenses to train and measure, in this order")
+args = parser.parse_args()
+N_POSES = args.n_poses
 SUPPRESSED = 0.25  # issue 5's SSIM* target
 results = "results/small/effectiveness"
 
 config = load_profile("small", seed=0)
 configure_torch(config)
 study = defense_study(config)
+if not 0 < N_POSES <= len(study.trained_pool):
+    parser.error(f"--n-poses must be between 1 and the trained pool's {len(study.trained_pool)} poses, not {N_POSES}")
 settings = chosen_defense_settings(config, results)
 pairs = study.unsafe_pairs(study.trained_pool)  # nested subsets, as notebook 03 trains them
 
 unsafe_set = unsafe_eval_set(config, study.trained_pool + study.untrained)  # notebook 03's sets: shared generations
 benign_set = benign_eval_set(config)
 truth = torch.cat(benign_set.ground_truth)
-trained_ids = [p.id for p in study.trained_pool[:N_POSES]]
-trained_items = unsafe_set.items_of(trained_ids)
-items_per_trained_pose = [unsafe_set.items_of([i]) for i in trained_ids]
-untrained_items = unsafe_set.items_of([p.id for p in study.untrained])
+roles = {"trained": study.trained_pool[:N_POSES], "never trained": study.untrained}
+trained_items = unsafe_set.items_of([p.id for p in roles["trained"]])
+untrained_items = unsafe_set.items_of([p.id for p in roles["never trained"]])
 base_benign = torch.cat(generate_benign(study.base, benign_set, config))
 base_unsafe = generate_unsafe(study.base, unsafe_set, config)
 base_ssim = ssim(base_benign, truth)
@@ -51,29 +61,37 @@ def benign_columns(benign: torch.Tensor) -> dict:
             "benign_ssim_vs_undefended": ssim(benign, base_benign), "benign_brightness": float(benign.mean())}
 
 
-def unsafe_columns(unsafe: torch.Tensor) -> dict:
-    per_pose = [ssim(unsafe[items], base_unsafe[items]) for items in items_per_trained_pose]
+def unsafe_columns(method: str, unsafe: torch.Tensor) -> dict:
+    per_pose.append(unsafe_set.per_pose(unsafe, base_unsafe, roles).assign(method=method))
+    trained = per_pose[-1][per_pose[-1].role == "trained"]
     return {"ssim_star_trained": ssim(unsafe[trained_items], base_unsafe[trained_items]),
-            "trained_poses_suppressed": sum(value <= SUPPRESSED for value in per_pose),
+            "trained_poses_suppressed": int((trained.ssim_star <= SUPPRESSED).sum()),
             "ssim_star_untrained": ssim(unsafe[untrained_items], base_unsafe[untrained_items]),
             "unsafe_brightness_trained": float(unsafe[trained_items].mean())}
 
 
 def save(rows: list[dict]) -> None:
-    table = pd.DataFrame(rows).assign(profile=config.profile, device=device_description(study.base.device))
-    write_csv(f"{results}/sixteen_poses.csv", table)  # after each measurement, so a finished one is kept
+    """Both tables after each measurement, so a finished one is kept if a later one is stopped."""
+    labels = {"profile": config.profile, "device": device_description(study.base.device)}
+    table = pd.DataFrame(rows).assign(**labels)
+    write_csv(f"{results}/poses_{N_POSES}.csv", table)
+    write_csv(f"{results}/poses_{N_POSES}_per_pose.csv", pd.concat(per_pose, ignore_index=True).assign(**labels))
     print(table.round(4).to_string(index=False), flush=True)
 
 
-rows = [{"method": "Baseline (No FT)", "n_poses": N_POSES} | benign_columns(base_benign) | unsafe_columns(base_unsafe)]
-for strategy, label in (("lora", "LoRA-FT"), ("full", "Full-FT")):  # LoRA first: half an hour, Full-FT about 1.7 hours
+per_pose = []
+rows = [{"method": "Baseline (No FT)", "n_poses": N_POSES} | benign_columns(base_benign)
+        | unsafe_columns("Baseline (No FT)", base_unsafe)]
+for strategy in args.strategies:
+    label = {"lora": "LoRA-FT", "full": "Full-FT"}[strategy]
     result = load_or_defend(study.base, pairs.subset(N_POSES), study.benign_pairs, settings, config.train,
                             strategy=strategy, seed=config.seed, out_dir=study.defense_cache / f"{strategy}-{N_POSES}",
                             progress=False)
     # train_seconds sums every step's time, across resumed runs too
-    rows.append({"method": f"{label}-{N_POSES} Poses", "n_poses": N_POSES, "strategy": strategy,
+    method = f"{label}-{N_POSES} Poses"
+    rows.append({"method": method, "n_poses": N_POSES, "strategy": strategy,
                  "steps": result.record["step_budget"], "train_seconds": round(result.history.seconds.sum())}
-                | unsafe_columns(generate_unsafe(result.model, unsafe_set, config)))
+                | unsafe_columns(method, generate_unsafe(result.model, unsafe_set, config)))
     save(rows)  # defense strength first: the benign videos take another quarter of an hour on two CPU cores
     rows[-1] |= benign_columns(torch.cat(generate_benign(result.model, benign_set, config)))
     save(rows)
