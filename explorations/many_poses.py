@@ -23,7 +23,7 @@ from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.defense import load_or_defend
 from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import ssim
-from poseguard_lib.reporting import device_description
+from poseguard_lib.reporting import device_description, table1_method
 from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, defense_study, generate_benign,
                                  generate_unsafe, unsafe_eval_set)
 
@@ -83,12 +83,11 @@ per_pose = []
 rows = [{"method": "Baseline (No FT)", "n_poses": N_POSES} | benign_columns(base_benign)
         | unsafe_columns("Baseline (No FT)", base_unsafe)]
 for strategy in args.strategies:
-    label = {"lora": "LoRA-FT", "full": "Full-FT"}[strategy]
     result = load_or_defend(study.base, pairs.subset(N_POSES), study.benign_pairs, settings, config.train,
                             strategy=strategy, seed=config.seed, out_dir=study.defense_cache / f"{strategy}-{N_POSES}",
                             progress=False)
     # train_seconds sums every step's time, across resumed runs too
-    method = f"{label}-{N_POSES} Poses"
+    method = table1_method(strategy, N_POSES)
     rows.append({"method": method, "n_poses": N_POSES, "strategy": strategy,
                  "steps": result.record["step_budget"], "train_seconds": round(result.history.seconds.sum())}
                 | unsafe_columns(method, generate_unsafe(result.model, unsafe_set, config)))

@@ -49,7 +49,7 @@ from poseguard_lib.metrics.extractors import load_extractors
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.metrics.psr import pose_suppression_rate
 from poseguard_lib.reporting import (beside_paper, device_description, frame_grid, paper_table, profile_banner,
-                                     save_figure, to_uint8)
+                                     save_figure, table1_method, to_uint8)
 from poseguard_lib.study import (benign_eval_set, benign_keypoints, defense_study, generate_benign, generate_unsafe,
                                  inference_cost, select_setting, unsafe_eval_set, validation_set)
 
@@ -133,9 +133,9 @@ print(f"LoRA learning rate: {defense_settings.rate_for('lora'):g}; full fine-tun
 # %%
 print(f"pose counts run here: {pose_counts}" + (f"; not run in this execution: {skipped}" if skipped else ""))
 rows, selectivity, defended_models, outputs = [], [], {}, {}
-for strategy, label in (("full", "Full-FT"), ("lora", "LoRA-FT")):
+for strategy in ("full", "lora"):
     for n in pose_counts:
-        method = f"{label}-{n} Pose" + ("s" if n > 1 else "")
+        method = table1_method(strategy, n)
         result = load_or_defend(base, pairs.subset(n), benign_pairs, defense_settings, config.train, strategy=strategy,
                                 seed=seed, out_dir=defense_cache / f"{strategy}-{n}", progress=False)
         defended_models[method] = result
@@ -231,7 +231,7 @@ plt.show()
 # held-out frames, ground truth, undefended and defended.
 
 # %%
-strongest = f"Full-FT-{max(pose_counts)} Poses" if max(pose_counts) > 1 else "Full-FT-1 Pose"
+strongest = table1_method("full", max(pose_counts))
 benign_out, unsafe_out = outputs[strongest]
 per_category = {}
 for i, pose_id in enumerate(unsafe_set.pose_ids):
@@ -267,14 +267,13 @@ plt.show()
 
 # %%
 largest = max(pose_counts)
-suffix = "Poses" if largest > 1 else "Pose"
 unmerged = copy.deepcopy(base)
 adapter = load_adapter(unmerged, adapter_dirs(defense_cache / f"lora-{largest}")[0])
 activate(unmerged, [adapter], parts_of(config.defense.trained_parts))
 candidates = {
     "Original": base,
-    f"Full-FT-{largest}": defended_models[f"Full-FT-{largest} {suffix}"].model,
-    f"LoRA-FT-{largest} (merged)": defended_models[f"LoRA-FT-{largest} {suffix}"].model,
+    f"Full-FT-{largest}": defended_models[table1_method("full", largest)].model,
+    f"LoRA-FT-{largest} (merged)": defended_models[table1_method("lora", largest)].model,
     f"LoRA-FT-{largest} (unmerged)": unmerged,
     "Original (control copy)": copy.deepcopy(base),
 }

@@ -15,6 +15,13 @@ import pandas as pd
 PAPER_TABLES_IN_REPO = Path(__file__).resolve().parent.parent / "data_manifest" / "paper_tables"
 
 METRIC_COLUMNS = ("fid_vid", "fvd", "fid", "ssim", "psnr", "lpips", "ssim_star", "psnr_star", "lpips_star")
+STRATEGY_LABELS = {"full": "Full-FT", "lora": "LoRA-FT"}
+
+
+def table1_method(strategy: str, n_poses: int) -> str:
+    """A defended model's name as the paper's Table 1 spells it ("Full-FT-1 Pose", "LoRA-FT-4 Poses"),
+    so that our rows line up with the paper's."""
+    return f"{STRATEGY_LABELS[strategy]}-{n_poses} Pose" + ("s" if n_poses > 1 else "")
 
 
 def device_description(device=None) -> str:

@@ -41,7 +41,7 @@ from poseguard_lib.metrics import canonical, synthetic
 from poseguard_lib.metrics.image import ssim_by_texture
 from poseguard_lib.metrics.clips import clip_features
 from poseguard_lib.metrics.extractors import MetricExtractors
-from poseguard_lib.reporting import paper_table
+from poseguard_lib.reporting import paper_table, table1_method
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -589,3 +589,9 @@ def test_canonical_fid_needs_torch_fidelity(tmp_path):
         pytest.skip("torch-fidelity is installed here")
     with pytest.raises(canonical.ExtractorUnavailableError, match="torch-fidelity"):
         canonical._inception_features(tmp_path / "weights.pth", torch.device("cpu"))
+
+
+def test_defended_models_are_named_as_the_paper_names_them():
+    paper = paper_table("table1_effectiveness")
+    defended = paper[paper.strategy != "none"]
+    assert [table1_method(s, n) for s, n in zip(defended.strategy, defended.n_poses)] == defended.method.tolist()
