@@ -7,8 +7,9 @@ notebook 03's defense cache (training resumes from its last checkpoint if stoppe
 notebook run that chooses the same settings reuses them, and measures what needs no trained
 extractor: benign SSIM against ground truth, SSIM* on the trained poses (mean, and how many reach
 0.25) and on the never-trained ones, and output brightness; pose by pose in
-``poses_<n>_per_pose.csv``. FID, FVD, LPIPS and PSR come with the next notebook run. The undefended row is this base model's, so a retrained base compares like for
-like. Rows are written as they are measured (SSIM* before the slower benign videos).
+``poses_<n>_per_pose.csv``. FID, FVD, LPIPS and PSR come with the next notebook run. The undefended
+row is this base model's, so a retrained base compares like for like. Rows are written as they are
+measured (SSIM* before the slower benign videos).
 
     .venv/bin/python explorations/many_poses.py --n-poses 16
     .venv/bin/python explorations/many_poses.py --n-poses 32 --strategies lora
@@ -62,8 +63,9 @@ def benign_columns(benign: torch.Tensor) -> dict:
 
 
 def unsafe_columns(method: str, unsafe: torch.Tensor) -> dict:
-    per_pose.append(unsafe_set.per_pose(unsafe, base_unsafe, roles).assign(method=method))
-    trained = per_pose[-1][per_pose[-1].role == "trained"]
+    poses = unsafe_set.per_pose(unsafe, base_unsafe, roles).assign(method=method)
+    per_pose.append(poses)
+    trained = poses[poses.role == "trained"]
     return {"ssim_star_trained": ssim(unsafe[trained_items], base_unsafe[trained_items]),
             "trained_poses_suppressed": int((trained.ssim_star <= SUPPRESSED).sum()),
             "ssim_star_untrained": ssim(unsafe[untrained_items], base_unsafe[untrained_items]),
