@@ -44,14 +44,13 @@ from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.defense import adapter_dirs, load_adapter, load_or_defend
 from poseguard_lib.defense.lora import activate, parts_of
 from poseguard_lib.io import write_csv
-from poseguard_lib.metrics.evaluate import ModelOutputs, evaluate_models
 from poseguard_lib.metrics.extractors import load_extractors
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.metrics.psr import pose_suppression_rate
 from poseguard_lib.reporting import (beside_paper, device_description, frame_grid, paper_table, profile_banner,
                                      save_figure, table1_method, to_uint8)
 from poseguard_lib.study import (benign_eval_set, benign_keypoints, defense_study, generate_benign, generate_unsafe,
-                                 inference_cost, select_setting, unsafe_eval_set, validation_set)
+                                 inference_cost, select_setting, table1_rows, unsafe_eval_set, validation_set)
 
 config = load_profile(profile, seed=seed)
 configure_torch(config)
@@ -140,14 +139,10 @@ for strategy in ("full", "lora"):
                                 seed=seed, out_dir=defense_cache / f"{strategy}-{n}", progress=False)
         defended_models[method] = result
         benign_out, unsafe_out = outputs_of(result.model)
-        trained_items = unsafe_set.items_of([p.id for p in trained_pool[:n]])
-        table = evaluate_models(
-            benign_truth,
-            ModelOutputs("Baseline (No FT)", base_benign, base_unsafe[trained_items]),
-            [ModelOutputs(method, benign_out, unsafe_out[trained_items])],
-            unsafe_set.keypoints[trained_items.numpy()], unsafe_set.safe_targets[trained_items],
-            extractors, config.metrics,
-        )
+        trained_ids = [p.id for p in trained_pool[:n]]
+        trained_items = unsafe_set.items_of(trained_ids)
+        table = table1_rows(method, (benign_out, unsafe_out), (base_benign, base_unsafe), trained_ids, benign_set,
+                            unsafe_set, extractors, config)
         if not rows:
             rows.append(table.iloc[0].to_dict() | {"strategy": "none", "n_poses": 0})
         rows.append(table.iloc[1].to_dict() | {"strategy": strategy, "n_poses": n})

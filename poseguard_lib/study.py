@@ -30,6 +30,7 @@ from poseguard_lib.data.render import render_person
 from poseguard_lib.data.synthetic import ImagePairDataset, SyntheticVideo, build_split, rotate_hue, to_tensor
 from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_frames, safe_target
 from poseguard_lib.io import atomic_path, cache_dir, sha256_json, sha256_tensors
+from poseguard_lib.metrics.evaluate import ModelOutputs, evaluate_models
 from poseguard_lib.metrics.image import psnr, ssim
 from poseguard_lib.models.pipeline import generate_images, generate_video
 from poseguard_lib.models.training import load_or_train_base_model, training_key
@@ -321,6 +322,23 @@ def unsafe_eval_set(cfg: ProfileConfig, unsafe: list, safe_target_kind: str | No
 def generate_unsafe(model, eval_set: UnsafeEvalSet, cfg: ProfileConfig, progress: bool = False) -> torch.Tensor:
     """One image per item (same noise for every model, so outputs are compared like for like)."""
     return generate_images_cached(model, eval_set.references, eval_set.poses, cfg, progress)
+
+
+def table1_rows(method: str, outputs: tuple, undefended: tuple, trained_ids, benign_set: BenignEvalSet,
+                unsafe_set: UnsafeEvalSet, extractors, cfg: ProfileConfig) -> pd.DataFrame:
+    """Table 1's columns for the undefended model (first row) and one defended model (second row).
+
+    ``outputs`` and ``undefended`` are (benign videos, unsafe outputs) as :func:`generate_benign` and
+    :func:`generate_unsafe` return them; the defense columns (SSIM*, PSNR*, LPIPS*, PSR) cover only the
+    items of the poses in ``trained_ids``, as the paper measures each model on the poses it defends.
+    """
+    trained = unsafe_set.items_of(trained_ids)
+    return evaluate_models(
+        list(benign_set.ground_truth),
+        ModelOutputs("Baseline (No FT)", undefended[0], undefended[1][trained]),
+        [ModelOutputs(method, outputs[0], outputs[1][trained])],
+        unsafe_set.keypoints[trained.numpy()], unsafe_set.safe_targets[trained], extractors, cfg.metrics,
+    )
 
 
 def benign_keypoints(eval_set: BenignEvalSet, frames: int) -> np.ndarray:

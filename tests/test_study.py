@@ -11,11 +11,12 @@ from poseguard_lib.config import load_profile
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.synthetic import build_split
 from poseguard_lib.io import cache_dir
+from poseguard_lib.metrics.synthetic import ClipNetwork, ImageNetwork, SyntheticExtractors
 from poseguard_lib.models.training import training_key
 from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_setting,
                                  chosen_defense_settings, colour_transfer, defense_study, generate_benign,
-                                 inference_cost, pose_roles, select_setting, timed_rounds, unsafe_eval_set,
-                                 unsafe_order, validation_set)
+                                 inference_cost, pose_roles, select_setting, table1_rows, timed_rounds,
+                                 unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -191,6 +192,29 @@ def test_per_pose_table_tells_a_suppressed_pose_from_an_untouched_one():
     assert table.category.tolist() == [p.category for p in poses]
     assert table.ssim_star[0] < 0.1 and table.brightness[0] == 0
     assert table.ssim_star[1:].tolist() == pytest.approx([1.0, 1.0]) and (table.brightness[1:] > 0).all()
+
+
+def test_table1_rows_measure_defense_on_the_trained_poses_only(eval_set):
+    torch.manual_seed(0)  # random-weight extractors: the SSIM columns tested here do not use them
+    extractors = SyntheticExtractors(ImageNetwork(8, 4), ClipNetwork(8, 4),
+                                     {"version": 0, "profile": "tiny", "key": "random weights"}).as_metric_extractors()
+    poses = unsafe_order(load_unsafe_catalogue(), seed=0)[:2]
+    items = unsafe_eval_set(CONFIG, poses)
+    undefended = (list(eval_set.ground_truth), items.references.clone())
+    unsafe = undefended[1].clone()
+    unsafe[items.items_of([poses[0].id])] = 0  # the defense blacks out the first pose only
+    defended = ([v.flip(-1) for v in eval_set.ground_truth], unsafe)  # and changes benign outputs
+
+    def defense_row(trained_pose):
+        table = table1_rows("defended", defended, undefended, [trained_pose.id], eval_set, items, extractors, CONFIG)
+        assert table.method.tolist() == ["Baseline (No FT)", "defended"]
+        assert table.n_unsafe_outputs.tolist() == [CONFIG.evaluation.unsafe_references] * 2
+        assert table.ssim[0] == pytest.approx(1.0) and table.ssim[1] < 1
+        return table.iloc[1]
+
+    blacked_out = defense_row(poses[0])
+    assert blacked_out.ssim_star < 0.1 and blacked_out.safe_target_rmse < 1e-6
+    assert defense_row(poses[1]).ssim_star == pytest.approx(1.0)
 
 
 def test_pose_roles_keep_validation_and_never_trained_poses_apart():
