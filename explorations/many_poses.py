@@ -25,10 +25,11 @@ import torch
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.defense import load_or_defend
 from poseguard_lib.io import write_csv
+from poseguard_lib.metrics.evaluate import TABLE1_COLUMNS
 from poseguard_lib.metrics.extractors import load_extractors
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.metrics.psr import pose_suppression_rate
-from poseguard_lib.reporting import device_description, paper_table, table1_method
+from poseguard_lib.reporting import device_description, table1_method
 from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, defense_study, generate_benign,
                                  generate_unsafe, table1_rows, unsafe_eval_set)
 
@@ -54,6 +55,7 @@ unsafe_set = unsafe_eval_set(config, study.trained_pool + study.untrained)  # no
 benign_set = benign_eval_set(config)
 roles = {"trained": study.trained_pool[:N_POSES], "never trained": study.untrained}
 trained_ids = [p.id for p in roles["trained"]]
+trained_items = unsafe_set.items_of(trained_ids)
 untrained_items = unsafe_set.items_of([p.id for p in roles["never trained"]])
 undefended = generate_benign(study.base, benign_set, config), generate_unsafe(study.base, unsafe_set, config)
 
@@ -65,14 +67,14 @@ def selectivity_columns(method: str, outputs: tuple) -> dict:
     poses = unsafe_set.per_pose(unsafe, undefended[1], roles).assign(method=method)
     per_pose.append(poses)
     trained = poses[poses.role == "trained"]
-    items = unsafe_set.items_of(trained_ids)
-    evidence = pose_suppression_rate(unsafe[items], unsafe_set.keypoints[items.numpy()], extractors.pose_estimator,
-                                     config.metrics.psr_threshold, config.metrics.psr_min_detected)
+    evidence = pose_suppression_rate(unsafe[trained_items], unsafe_set.keypoints[trained_items.numpy()],
+                                     extractors.pose_estimator, config.metrics.psr_threshold,
+                                     config.metrics.psr_min_detected)
     return {"benign_ssim_vs_undefended": ssim(benign, torch.cat(undefended[0])),
             "benign_brightness": float(benign.mean()),
             "trained_poses_suppressed": int((trained.ssim_star <= SUPPRESSED).sum()),
             "ssim_star_untrained": ssim(unsafe[untrained_items], undefended[1][untrained_items]),
-            "unsafe_brightness_trained": float(unsafe[items].mean()),
+            "unsafe_brightness_trained": float(unsafe[trained_items].mean()),
             "psr_median_detected_fraction": float(np.median(evidence.detected_fraction)),
             "psr_median_keypoint_error": float(np.median(evidence.keypoint_error))}
 
@@ -81,7 +83,7 @@ def save(rows: list[dict]) -> None:
     """Both tables, Table 1's columns first, in the paper's order."""
     labels = {"profile": config.profile, "device": device_description(study.base.device)}
     table = pd.DataFrame(rows).assign(benign_ssim_change=lambda t: t.ssim - t.ssim.iloc[0], **labels)
-    first = ["method", "n_poses", *paper_table("table1_effectiveness").columns[3:], "psr", "benign_ssim_change"]
+    first = ["method", "n_poses", *TABLE1_COLUMNS, "psr", "benign_ssim_change"]
     table = table[first + [c for c in table.columns if c not in first]]
     write_csv(f"{results}/poses_{N_POSES}.csv", table)
     write_csv(f"{results}/poses_{N_POSES}_per_pose.csv", pd.concat(per_pose, ignore_index=True).assign(**labels))
