@@ -8,15 +8,18 @@ notebook run that chooses the same settings reuses them, and measures each model
 does: Table 1's columns and PSR with the profile's extractors (the same function, the same
 held-out sets), plus selectivity (SSIM* on the never-trained poses, benign SSIM to the undefended
 model's outputs), how many trained poses reach SSIM* 0.25, output brightness, and the medians behind
-PSR (fraction of joints its estimator finds, their distance from the unsafe pose); pose by pose in
+PSR (fraction of joints its estimator finds, their distance from the unsafe pose, and the share of
+items whose verdict differs from the undefended model's either way); pose by pose in
 ``poses_<n>_per_pose.csv``. The undefended row is this base model's, so a retrained base compares
 like for like. The tables are rewritten after each model, so a stopped run keeps what it finished.
+At the end it redraws Figure 4 over every pose count measured so far (``quality_vs_poses_all.png``).
 
     .venv/bin/python explorations/many_poses.py --n-poses 16
-    .venv/bin/python explorations/many_poses.py --n-poses 32 --strategies lora
+    .venv/bin/python explorations/many_poses.py --n-poses 32 --strategies lora   # LoRA only: about an hour
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,7 +32,8 @@ from poseguard_lib.metrics.evaluate import TABLE1_COLUMNS
 from poseguard_lib.metrics.extractors import load_extractors
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.metrics.psr import pose_suppression_rate
-from poseguard_lib.reporting import device_description, table1_method
+from poseguard_lib.reporting import (device_description, paper_table, quality_vs_poses_figure, save_figure,
+                                     table1_method, versus_baseline)
 from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, defense_study, generate_benign,
                                  generate_unsafe, table1_rows, unsafe_eval_set)
 
@@ -60,23 +64,34 @@ untrained_items = unsafe_set.items_of([p.id for p in roles["never trained"]])
 undefended = generate_benign(study.base, benign_set, config), generate_unsafe(study.base, unsafe_set, config)
 
 
+def trained_pose_suppression(unsafe: torch.Tensor):
+    """PSR's item-by-item verdicts on the outputs for the trained poses."""
+    return pose_suppression_rate(unsafe[trained_items], unsafe_set.keypoints[trained_items.numpy()],
+                                 extractors.pose_estimator, config.metrics.psr_threshold, config.metrics.psr_min_detected)
+
+
+undefended_psr = trained_pose_suppression(undefended[1])
+
+
 def selectivity_columns(method: str, outputs: tuple) -> dict:
     """What Table 1 does not show: collateral damage to benign and never-trained outputs, brightness,
-    and PSR's evidence (how many joints its estimator finds, and how far from the unsafe pose)."""
+    and PSR's evidence (how many joints its estimator finds, how far from the unsafe pose, and where its
+    verdict differs from the one on the undefended model's outputs)."""
     benign, unsafe = torch.cat(outputs[0]), outputs[1]
     poses = unsafe_set.per_pose(unsafe, undefended[1], roles).assign(method=method)
     per_pose.append(poses)
     trained = poses[poses.role == "trained"]
-    evidence = pose_suppression_rate(unsafe[trained_items], unsafe_set.keypoints[trained_items.numpy()],
-                                     extractors.pose_estimator, config.metrics.psr_threshold,
-                                     config.metrics.psr_min_detected)
+    evidence = trained_pose_suppression(unsafe)
     return {"benign_ssim_vs_undefended": ssim(benign, torch.cat(undefended[0])),
             "benign_brightness": float(benign.mean()),
             "trained_poses_suppressed": int((trained.ssim_star <= SUPPRESSED).sum()),
             "ssim_star_untrained": ssim(unsafe[untrained_items], undefended[1][untrained_items]),
             "unsafe_brightness_trained": float(unsafe[trained_items].mean()),
             "psr_median_detected_fraction": float(np.median(evidence.detected_fraction)),
-            "psr_median_keypoint_error": float(np.median(evidence.keypoint_error))}
+            "psr_median_keypoint_error": float(np.median(evidence.keypoint_error)),
+            # which items PSR changes its verdict on, against the undefended model's outputs
+            "psr_newly_suppressed": float((evidence.suppressed & ~undefended_psr.suppressed).mean()),
+            "psr_no_longer_suppressed": float((~evidence.suppressed & undefended_psr.suppressed).mean())}
 
 
 def save(rows: list[dict]) -> None:
@@ -106,3 +121,10 @@ for strategy in args.strategies:
                 | {"strategy": strategy, "steps": result.record["step_budget"],
                    "train_seconds": round(result.history.seconds.sum())})
     save(rows)
+
+# Figure 4 over every pose count measured so far: notebook 03's Table 1 and each poses_<n>.csv, every
+# table against its own undefended model
+tables = [f"{results}/metrics.csv", *sorted(str(p) for p in Path(results).glob("poses_*.csv") if "per_pose" not in p.name)]
+ours = pd.concat([versus_baseline(pd.read_csv(path)) for path in tables], ignore_index=True)
+figure = quality_vs_poses_figure(ours, "this study, small", versus_baseline(paper_table("table1_effectiveness")))
+save_figure(figure, f"{results}/quality_vs_poses_all.png")

@@ -16,6 +16,7 @@ PAPER_TABLES_IN_REPO = Path(__file__).resolve().parent.parent / "data_manifest" 
 
 METRIC_COLUMNS = ("fid_vid", "fvd", "fid", "ssim", "psnr", "lpips", "ssim_star", "psnr_star", "lpips_star")
 STRATEGY_LABELS = {"full": "Full-FT", "lora": "LoRA-FT"}
+BASELINE_METHOD = "Baseline (No FT)"  # the undefended model's row in Table 1
 
 
 def table1_method(strategy: str, n_poses: int) -> str:
@@ -67,6 +68,45 @@ def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, key: str, profile: str
     table = pd.concat([ours[columns + extra], theirs.reindex(columns=columns + extra)], ignore_index=True)
     order = {value: i for i, value in enumerate(ours[key])}
     return table.sort_values([key, "source"], key=lambda s: s.map(order) if s.name == key else s, kind="stable").reset_index(drop=True)
+
+
+def versus_baseline(table: pd.DataFrame) -> pd.DataFrame:
+    """The defended rows of a Table 1-shaped table, with ``benign_ssim_change``: benign SSIM minus that of
+    the table's own undefended row, so that rows measured against different base models (or the paper's)
+    can share one axis."""
+    baseline = table.loc[table.method == BASELINE_METHOD, "ssim"]
+    if len(baseline) != 1:
+        raise ValueError(f"expected one {BASELINE_METHOD!r} row in the table, found {len(baseline)}")
+    defended = table[table.method != BASELINE_METHOD]
+    return defended.assign(benign_ssim_change=defended.ssim - baseline.iloc[0])
+
+
+def quality_vs_poses_figure(ours: pd.DataFrame, ours_label: str, paper: pd.DataFrame | None = None):
+    """Figure 4's trade-off against the number of defended poses, per strategy: benign quality kept (SSIM
+    change from the undefended model) and defense strength (SSIM* on the trained unsafe poses, lower is
+    stronger). Tables as :func:`versus_baseline` returns them; the paper's curves dashed, open markers."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for source, rows, linestyle, fill in ((ours_label, ours, "-", "full"), ("paper", paper, "--", "none")):
+        if rows is None:
+            continue
+        for (strategy, label), color, marker in zip(STRATEGY_LABELS.items(), ("C0", "C1"), "os"):
+            part = rows[rows.strategy == strategy].sort_values("n_poses")
+            style = dict(color=color, marker=marker, fillstyle=fill, linestyle=linestyle, label=f"{label} ({source})")
+            axes[0].plot(part.n_poses, part.benign_ssim_change, **style)
+            axes[1].plot(part.n_poses, part.ssim_star, **style)
+    axes[0].axhline(0, color="gray", linewidth=0.8)
+    axes[0].set_title("benign quality: SSIM change from the undefended model", fontsize=9)
+    axes[1].set_title("defense strength: SSIM* on trained unsafe poses (lower = stronger)", fontsize=9)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.set_xlabel("number of defended poses")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def frame_grid(rows: Sequence[Sequence[np.ndarray]], row_labels: Sequence[str] = (), col_labels: Sequence[str] = (),

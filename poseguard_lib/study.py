@@ -35,7 +35,7 @@ from poseguard_lib.metrics.image import psnr, ssim
 from poseguard_lib.models.pipeline import generate_images, generate_video
 from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.pose.draw import condition_image
-from poseguard_lib.reporting import to_uint8
+from poseguard_lib.reporting import BASELINE_METHOD, to_uint8
 
 
 @dataclass(frozen=True)
@@ -335,7 +335,7 @@ def table1_rows(method: str, outputs: tuple, undefended: tuple, trained_ids, ben
     trained = unsafe_set.items_of(trained_ids)
     return evaluate_models(
         list(benign_set.ground_truth),
-        ModelOutputs("Baseline (No FT)", undefended[0], undefended[1][trained]),
+        ModelOutputs(BASELINE_METHOD, undefended[0], undefended[1][trained]),
         [ModelOutputs(method, outputs[0], outputs[1][trained])],
         unsafe_set.keypoints[trained.numpy()], unsafe_set.safe_targets[trained], extractors, cfg.metrics,
     )

@@ -41,7 +41,7 @@ from poseguard_lib.metrics import canonical, synthetic
 from poseguard_lib.metrics.image import ssim_by_texture
 from poseguard_lib.metrics.clips import clip_features
 from poseguard_lib.metrics.extractors import MetricExtractors
-from poseguard_lib.reporting import paper_table, table1_method
+from poseguard_lib.reporting import BASELINE_METHOD, paper_table, table1_method, versus_baseline
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -595,3 +595,13 @@ def test_defended_models_are_named_as_the_paper_names_them():
     paper = paper_table("table1_effectiveness")
     defended = paper[paper.strategy != "none"]
     assert [table1_method(s, n) for s, n in zip(defended.strategy, defended.n_poses)] == defended.method.tolist()
+
+
+def test_benign_ssim_change_is_taken_from_each_tables_own_baseline():
+    paper = paper_table("table1_effectiveness")
+    rows = versus_baseline(paper)
+    assert BASELINE_METHOD not in rows.method.tolist() and len(rows) == len(paper) - 1
+    full_32 = rows.set_index("method").loc["Full-FT-32 Poses"]
+    assert full_32.benign_ssim_change == pytest.approx(0.86526 - 0.88506)
+    with pytest.raises(ValueError, match="found 0"):
+        versus_baseline(rows)
