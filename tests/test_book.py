@@ -99,3 +99,27 @@ def test_extra_parameters_reach_the_notebook_and_its_provenance(tmp_path, monkey
     runner.execute(notebook, "tiny", extra_parameters={"n_poses": [1, 4]})
     record = json.loads((tmp_path / "results" / "tiny" / "echo" / "provenance.json").read_text())
     assert record["parameters"] == {"n_poses": [1, 4]}
+
+
+def test_a_run_stopped_by_sigterm_leaves_no_temporary_notebook(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    notebook = tmp_path / "96_slow.py"
+    notebook.write_text('# %% tags=["parameters"]\nprofile = "tiny"\nseed = 0\n\n# %%\nimport time\ntime.sleep(120)\n')
+    book = tmp_path / "book"
+    script = (f"from pathlib import Path\nfrom poseguard_lib import runner\nrunner.BOOK_DIR = Path({str(book)!r})\n"
+              f"runner.exit_cleanly_on_sigterm()\nrunner.execute(Path({str(notebook)!r}), 'tiny')\n")
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 120
+        while not list(book.glob("tiny/.*.tmp.ipynb")):  # papermill has started writing
+            assert process.poll() is None and time.monotonic() < deadline, "the notebook never started"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+    assert list((book / "tiny").iterdir()) == []
