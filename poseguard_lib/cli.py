@@ -24,7 +24,7 @@ import torch
 from pydantic import ValidationError
 
 from poseguard_lib.config import PROFILES, DefenseSettings, SamplingSettings, TrainedParts, load_profile
-from poseguard_lib.io import atomic_dir, atomic_path
+from poseguard_lib.io import atomic_dir, atomic_path, unwind_on_sigterm
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 # option name → settings field, so validation errors name the option the user typed
@@ -309,6 +309,7 @@ def _catalogue(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    unwind_on_sigterm()  # a stopped defense leaves no half-written adapter directory
     command = {"defend": _defend, "generate": _generate, "catalogue": _catalogue}[args.command]
     try:
         return command(args)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -54,6 +55,15 @@ def sha256_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def unwind_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, a CI timeout) into SystemExit for an entry point, so that a stopped process
+    unwinds like Ctrl-C and :func:`atomic_path` / :func:`atomic_dir` remove their temporary files."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 @contextlib.contextmanager

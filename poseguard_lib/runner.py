@@ -18,7 +18,6 @@ import argparse
 import importlib.metadata
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import papermill
 import yaml
 
 from poseguard_lib.config import PROFILES, load_profile
-from poseguard_lib.io import atomic_path, write_json
+from poseguard_lib.io import atomic_path, unwind_on_sigterm, write_json
 from poseguard_lib.reporting import device_description
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,15 +197,6 @@ def reproduce(profile: str, seed: int = 0, only: list[str] | None = None, parame
     return html
 
 
-def exit_cleanly_on_sigterm() -> None:
-    """Turn SIGTERM (``kill``, a CI timeout) into SystemExit, so that a stopped run unwinds like Ctrl-C:
-    the notebook's kernel is shut down and no temporary output file is left beside the book's pages."""
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m poseguard_lib.runner", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -219,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     book = sub.add_parser("book", help="build the book from already executed notebooks")
     book.add_argument("--profile", default="tiny", help=f"one of {', '.join(PROFILES)}")
     args = parser.parse_args(argv)
-    exit_cleanly_on_sigterm()
+    unwind_on_sigterm()  # a stopped run shuts its kernel down and leaves no temporary notebook
     try:
         if args.command == "reproduce":
             reproduce(args.profile, args.seed, args.only, parse_parameters(args.param))

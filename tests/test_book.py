@@ -110,8 +110,8 @@ def test_a_run_stopped_by_sigterm_leaves_no_temporary_notebook(tmp_path):
     notebook = tmp_path / "96_slow.py"
     notebook.write_text('# %% tags=["parameters"]\nprofile = "tiny"\nseed = 0\n\n# %%\nimport time\ntime.sleep(120)\n')
     book = tmp_path / "book"
-    script = (f"from pathlib import Path\nfrom poseguard_lib import runner\nrunner.BOOK_DIR = Path({str(book)!r})\n"
-              f"runner.exit_cleanly_on_sigterm()\nrunner.execute(Path({str(notebook)!r}), 'tiny')\n")
+    script = (f"from pathlib import Path\nfrom poseguard_lib import io, runner\nrunner.BOOK_DIR = Path({str(book)!r})\n"
+              f"io.unwind_on_sigterm()\nrunner.execute(Path({str(notebook)!r}), 'tiny')\n")
     process = subprocess.Popen([sys.executable, "-c", script])
     try:
         deadline = time.monotonic() + 120
