@@ -3,7 +3,7 @@
 Trains, or loads from the defense cache, Eq. 1 variants against the validation pose (300 steps) and
 compares their benign outputs of 32 training frames with the undefended model's and with the ground
 truth (image pipeline): a benign-only control (λ = 1e-9), λ = 1 at a constant or cosine-annealed rate,
-and smaller λ. Reported in the book's introduction; not part of `make reproduce` (about 13 minutes
+and smaller λ. Reported on the book's findings page; not part of `make reproduce` (about 13 minutes
 per variant on two CPU cores, seconds once cached).
 
     .venv/bin/python explorations/full_ft_benign_drift.py

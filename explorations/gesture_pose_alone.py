@@ -28,7 +28,7 @@ undefended outputs), on the ``NEIGHBOURS`` held-out benign frames whose bodies a
 pose (are they suppressed too?), and on the 32 benign validation frames (general drift). Writes
 ``results/small/effectiveness/gesture_pose_alone.csv``; variants named on the command line run
 alone, and their rows replace the same models' rows of that table. About 20 minutes per variant
-on two CPU cores (``long-budget``: about an hour), seconds once cached. Reported in the book's introduction.
+on two CPU cores (``long-budget``: about an hour), seconds once cached. Reported on the book's findings page.
 
     .venv/bin/python explorations/gesture_pose_alone.py [all-benign far-benign pose-guider strong-safety long-budget]
 """

@@ -12,7 +12,7 @@ detection size and shrunk to the frame, as in training) that change by more than
 every hand is drawn as a fist instead, beside the pixels the whole pose lights up. Full-FT's
 per-pose SSIM* at the largest pose count is joined from ``per_pose_ssim_star.csv``, so run
 ``per_pose_suppression.py`` first; its rank correlation with both distances over the trained poses is
-printed. Trains and generates nothing; about three minutes. Reported in the book's introduction.
+printed. Trains and generates nothing; about three minutes. Reported on the book's findings page.
 
     .venv/bin/python explorations/nearest_benign_pose.py
 """

@@ -4,7 +4,7 @@ Table 1 averages SSIM* over the trained poses; this splits it by pose, for the t
 the never-trained ones, so a mean like Full-FT-4's 0.33 can be read as "some poses fully, some not
 at all". It loads notebook 03's defenses and generations from the cache (the settings are the
 values notebook 03 chose, read from its committed selection tables), so it trains nothing and
-takes about two minutes once notebook 03 has run. Reported in the book's introduction.
+takes about two minutes once notebook 03 has run. Reported on the book's findings page.
 
     .venv/bin/python explorations/per_pose_suppression.py
 """

@@ -37,6 +37,14 @@ def test_provenance_records_config_seed_and_code(built_book):
 def test_the_toc_lists_only_executed_pages(built_book):
     toc = (runner.BUILD_DIR / "tiny" / "_toc.yml").read_text()
     assert "book/tiny/01_data" in toc
+    assert toc.rstrip().endswith(runner.FINDINGS_PAGE)
+
+
+@pytest.mark.slow
+def test_the_findings_page_and_the_intro_links_to_it_are_built(built_book):
+    intro = (built_book / "book" / "intro.html").read_text()
+    assert (built_book / "book" / "findings.html").is_file()
+    assert 'href="findings.html#findings-base"' in intro
 
 
 @pytest.mark.slow
