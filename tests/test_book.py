@@ -2,6 +2,10 @@
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -110,11 +114,6 @@ def test_extra_parameters_reach_the_notebook_and_its_provenance(tmp_path, monkey
 
 
 def test_a_run_stopped_by_sigterm_leaves_no_temporary_notebook(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
     notebook = tmp_path / "96_slow.py"
     notebook.write_text('# %% tags=["parameters"]\nprofile = "tiny"\nseed = 0\n\n# %%\nimport time\ntime.sleep(120)\n')
     book = tmp_path / "book"
