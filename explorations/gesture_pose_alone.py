@@ -30,11 +30,20 @@ pose (are they suppressed too?), and on the 32 benign validation frames (general
 alone, and their rows replace the same models' rows of that table. About 20 minutes per variant
 on two CPU cores (``long-budget``: about an hour), seconds once cached. Reported on the book's findings page.
 
+``--pose-detect-resolution`` asks whether the hand strokes are too faint to learn from: the pose
+images are drawn at that size before they are shrunk to the frame (the profile draws at 256, so the
+finger strokes, 2 pixels thick there, are half a pixel wide in the 64-pixel frame and blend into
+black), and the whole study below, base generator included (about an hour to train here), is rebuilt
+on those images. Its rows go to ``gesture_pose_alone_detect<N>.csv``. Every table carries the
+drawing size and the pixels of the pose image that its hand shapes decide (``hand_shape_pixels``, as
+in ``nearest_benign_pose.py``).
+
     .venv/bin/python explorations/gesture_pose_alone.py [all-benign far-benign pose-guider strong-safety long-budget]
+    .venv/bin/python explorations/gesture_pose_alone.py --pose-detect-resolution 128 all-benign
 """
 
+import argparse
 import os
-import sys
 
 import numpy as np
 import pandas as pd
@@ -42,6 +51,7 @@ import torch
 from torch.utils.data import Subset
 
 from poseguard_lib.config import configure_torch, load_profile
+from poseguard_lib.data.catalogue import hand_shape_pixels
 from poseguard_lib.data.motions import body_distance
 from poseguard_lib.defense import load_or_defend
 from poseguard_lib.defense.api import DEFENSE_FILE
@@ -55,10 +65,24 @@ NEAR = 0.1  # median limb lengths
 NEIGHBOURS = 16
 LONG_BUDGET_POSES = 4  # the long-budget variant trains as many steps as Full-FT-4
 FULL_4 = "Full-FT-4 (notebook 03)"
+VARIANTS = ("all-benign", "far-benign", "pose-guider", "strong-safety", "long-budget")
 results = "results/small/effectiveness"
-table_path = f"{results}/gesture_pose_alone.csv"
 
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("variants", nargs="*", choices=VARIANTS, default=list(VARIANTS), metavar="variant",
+                    help=f"which fine-tunings to run ({', '.join(VARIANTS)}; default: all)")
+parser.add_argument("--pose-detect-resolution", type=int, metavar="N",
+                    help="draw the pose images at N pixels before shrinking them to the frame, and rebuild the "
+                         "study (base generator included) on them (default: the profile's)")
+args = parser.parse_args()
 config = load_profile("small", seed=0)
+table_path = f"{results}/gesture_pose_alone.csv"
+if args.pose_detect_resolution not in (None, config.data.pose_detect_resolution):
+    if args.pose_detect_resolution <= 0:
+        parser.error(f"--pose-detect-resolution must be positive, not {args.pose_detect_resolution}")
+    config = config.model_copy(update={"data": config.data.model_copy(
+        update={"pose_detect_resolution": args.pose_detect_resolution})})
+    table_path = f"{results}/gesture_pose_alone_detect{args.pose_detect_resolution}.csv"
 STRONG_SAFETY_WEIGHT = max(config.defense.safety_weight_candidates)
 configure_torch(config)
 aspect = config.data.width / config.data.height
@@ -69,6 +93,8 @@ trained_pool, validation_poses, untrained = study.trained_pool, study.validation
 by_id = {p.id: p for p in trained_pool + untrained}
 pose = by_id[POSE]
 pairs = study.unsafe_pairs([pose])
+hand_pixels, lit_pixels = hand_shape_pixels(pose, config.data.height, config.data.width,
+                                            config.data.pose_detect_resolution)
 
 train_distance = np.array([body_distance(pose.pose, frame, aspect)
                            for video in study.split["train"] for frame in video.poses])
@@ -117,7 +143,9 @@ def measure(name: str, out: dict[str, torch.Tensor]) -> None:
     table = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True).sort_values(
         "model", key=lambda names: names.map(order.index), kind="stable").assign(
         profile=config.profile, benign_frames_removed=int((train_distance < NEAR).sum()),
-        neighbours_max_body_distance=float(np.sort(held_out_distance)[NEIGHBOURS - 1]))
+        neighbours_max_body_distance=float(np.sort(held_out_distance)[NEIGHBOURS - 1]),
+        pose_detect_resolution=config.data.pose_detect_resolution, hand_shape_pixels=hand_pixels,
+        pose_image_pixels=lit_pixels)
     write_csv(table_path, table)
     print(table.round(4).to_string(index=False), flush=True)
 
@@ -132,11 +160,9 @@ variants = {
     "long-budget": (f"Full-FT-1 on this pose, {LONG_BUDGET_POSES}x the steps", benign_pairs,
                     settings.model_copy(update={"steps": settings.step_budget("full", LONG_BUDGET_POSES)})),
 }
-chosen = sys.argv[1:] or list(variants)
-if unknown := sorted(set(chosen) - set(variants)):
-    sys.exit(f"unknown variants {unknown}; choose from {list(variants)}")
+chosen = args.variants
 kept = pd.DataFrame()
-if sys.argv[1:] and os.path.isfile(table_path):  # rows of the variants not rerun stay as they were
+if set(chosen) != set(VARIANTS) and os.path.isfile(table_path):  # rows of the variants not rerun stay as they were
     previous = pd.read_csv(table_path)
     kept = previous[previous.model.isin([variants[key][0] for key in variants if key not in chosen])]
 

@@ -1,25 +1,23 @@
-"""Does the defense keep working against 16 and 32 poses? (small profile, Table 1's columns and selectivity)
+"""What Table 1 does not show at 16 and 32 poses: pose by pose, selectivity and PSR's evidence (small profile)
 
-Notebook 03's committed Table 1 stops at 8 poses; against 16, full fine-tuning takes about 1.7 hours
-of two CPU cores (1.3 s per step) and LoRA half an hour; against 32, twice that. This trains the
-n-pose defenses with the settings notebook 03 chose (read from its committed selection tables) into
-notebook 03's defense cache (training resumes from its last checkpoint if stopped), so a later
-notebook run that chooses the same settings reuses them, and measures each model as notebook 03
-does: Table 1's columns and PSR with the profile's extractors (the same function, the same
-held-out sets), plus selectivity (SSIM* on the never-trained poses, benign SSIM to the undefended
-model's outputs), how many trained poses reach SSIM* 0.25, output brightness, and the medians behind
-PSR (fraction of joints its estimator finds, their distance from the unsafe pose, and the share of
-items whose verdict differs from the undefended model's either way); pose by pose in
-``poses_<n>_per_pose.csv``. The undefended row is this base model's, so a retrained base compares
-like for like. The tables are rewritten after each model, so a stopped run keeps what it finished.
-At the end it redraws Figure 4 over every pose count measured so far (``quality_vs_poses_all.png``).
+Notebook 03's Table 1 measures 16 and 32 poses too; the defenses take long to train (against 16,
+full fine-tuning about 1.7 hours of two CPU cores at 1.3 s per step and LoRA half an hour; against
+32, twice that), so this script was how the study first trained them, one pose count per session.
+It trains the n-pose defenses with the settings notebook 03 chose (read from its committed selection
+tables) into notebook 03's defense cache (training resumes from its last checkpoint if stopped), so
+the notebook reuses them, and measures each model as notebook 03 does: Table 1's columns and PSR
+with the profile's extractors (the same function, the same held-out sets), plus selectivity (SSIM*
+on the never-trained poses, benign SSIM to the undefended model's outputs), how many trained poses
+reach SSIM* 0.25, output brightness, and the medians behind PSR (fraction of joints its estimator
+finds, their distance from the unsafe pose, and the share of items whose verdict differs from the
+undefended model's either way); pose by pose in ``poses_<n>_per_pose.csv``. The undefended row is
+this base model's. The tables are rewritten after each model, so a stopped run keeps what it finished.
 
     .venv/bin/python explorations/many_poses.py --n-poses 16
     .venv/bin/python explorations/many_poses.py --n-poses 32 --strategies lora   # LoRA only: about an hour
 """
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,8 +30,7 @@ from poseguard_lib.metrics.evaluate import TABLE1_COLUMNS
 from poseguard_lib.metrics.extractors import load_extractors
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.metrics.psr import pose_suppression_rate
-from poseguard_lib.reporting import (device_description, paper_table, quality_vs_poses_figure, save_figure,
-                                     table1_method, versus_baseline)
+from poseguard_lib.reporting import device_description, table1_method
 from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, defense_study, generate_benign,
                                  generate_unsafe, table1_rows, unsafe_eval_set)
 
@@ -121,10 +118,3 @@ for strategy in args.strategies:
                 | {"strategy": strategy, "steps": result.record["step_budget"],
                    "train_seconds": round(result.history.seconds.sum())})
     save(rows)
-
-# Figure 4 over every pose count measured so far: notebook 03's Table 1 and each poses_<n>.csv, every
-# table against its own undefended model
-tables = [f"{results}/metrics.csv", *sorted(str(p) for p in Path(results).glob("poses_*.csv") if "per_pose" not in p.name)]
-ours = pd.concat([versus_baseline(pd.read_csv(path)) for path in tables], ignore_index=True)
-figure = quality_vs_poses_figure(ours, "this study, small", versus_baseline(paper_table("table1_effectiveness")))
-save_figure(figure, f"{results}/quality_vs_poses_all.png")

@@ -21,12 +21,10 @@ import numpy as np
 import pandas as pd
 
 from poseguard_lib.config import load_profile
-from poseguard_lib.data.catalogue import CATALOGUE_ASPECT, load_unsafe_catalogue
+from poseguard_lib.data.catalogue import hand_shape_pixels, load_unsafe_catalogue
 from poseguard_lib.data.motions import body_distance, hand_shape_distance
 from poseguard_lib.data.synthetic import build_split
 from poseguard_lib.io import write_csv
-from poseguard_lib.pose.draw import condition_image
-from poseguard_lib.pose.kinematics import build_pose
 from poseguard_lib.study import pose_roles, unsafe_order
 
 results = "results/small/effectiveness"
@@ -39,31 +37,13 @@ config = load_profile("small", seed=0)
 aspect = config.data.width / config.data.height
 trained_pool, validation_poses, untrained = pose_roles(unsafe_order(load_unsafe_catalogue(), config.seed), config)
 benign = [video.poses[i] for video in build_split(config.data, config.seed)["train"] for i in range(0, len(video), 2)]
-
-
-def lit_pixels(image: np.ndarray) -> int:
-    return int((image.max(-1) > VISIBLE * 255).sum())
-
-
-def drawn(pose) -> np.ndarray:
-    """The condition image, as the evaluation draws unsafe poses."""
-    return condition_image(pose, config.data.height, config.data.width, config.data.pose_detect_resolution).astype(np.int16)
-
-
-def hand_pixels(entry) -> dict[str, int]:
-    """Pixels of ``entry``'s condition image that its hand shapes decide, and pixels it lights at all."""
-    fists = {side: getattr(entry.spec, side).model_copy(update={"shape": "fist", "extended": None})
-             for side in ("right_hand", "left_hand") if getattr(entry.spec, side) is not None}
-    image = drawn(entry.pose)
-    with_fists = drawn(build_pose(entry.spec.model_copy(update=fists), CATALOGUE_ASPECT))
-    return {"hand_shape_pixels": lit_pixels(np.abs(image - with_fists)), "pose_image_pixels": lit_pixels(image)}
-
-
 rows = []
 for pose, role in ([(p, "trained") for p in trained_pool[:largest_full]] + [(p, "validation") for p in validation_poses]
                    + [(p, "never trained") for p in untrained]):
     distances = np.array([body_distance(pose.pose, other, aspect) for other in benign])
     nearest = benign[int(distances.argmin())]
+    hand_pixels, lit_pixels = hand_shape_pixels(pose, config.data.height, config.data.width,
+                                                config.data.pose_detect_resolution, VISIBLE)
     rows.append({
         "pose": pose.id, "category": pose.category, "role": role,
         "nearest_benign_body_distance": float(distances.min()),
@@ -71,7 +51,7 @@ for pose, role in ([(p, "trained") for p in trained_pool[:largest_full]] + [(p, 
         "hand_shape_distance_at_nearest": max((hand_shape_distance(a, b, aspect)  # none: a pose drawn without hands
                                                for a, b in zip(pose.pose.hands, nearest.hands)), default=np.nan),
         f"full_ft_{largest_full}_ssim_star": full.ssim_star.get(pose.id, np.nan),
-        **hand_pixels(pose),
+        "hand_shape_pixels": hand_pixels, "pose_image_pixels": lit_pixels,
     })
 table = pd.DataFrame(rows).assign(profile=config.profile)
 write_csv(f"{results}/nearest_benign_pose.csv", table)

@@ -284,5 +284,6 @@ pd.concat([speed, paper_table("table2_speed").rename(columns={"gpu": "device"}).
 # after looking at these rows. In Table 2, a time difference no larger than the control copy's
 # distance from the original is noise, not cost: on a shared CPU single runs move by several
 # percent. The FLOP column has no noise and settles whether a model does any extra work;
-# `benchmarks/bench_merged_speed.py` times many shuffled rounds for an interval on the ratio. The book's
-# introduction states where the `small` results stand against the paper.
+# `benchmarks/bench_merged_speed.py` times many shuffled rounds for an interval on the ratio. The
+# `small` profile's rows are read pose by pose, and set against the paper, on the {doc}`../findings`
+# page.

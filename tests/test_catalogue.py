@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
 import pytest
 
 from poseguard_lib.data.catalogue import (
+    CATALOGUE_ASPECT,
     CATEGORIES,
     DEFAULT_CATALOGUE,
     CatalogueError,
+    hand_shape_pixels,
     load_unsafe_catalogue,
     regenerate_catalogue,
+    with_fists,
 )
 from poseguard_lib.data.motions import (
     HELD_OUT_MOTIONS,
@@ -141,6 +145,18 @@ def test_pose_distance_ignores_placement_and_size(catalogue):
     moved = scale(translate(a, 0.05, -0.03), 0.7, center=(0.4, 0.4))
     assert pose_distance(moved, a) == pytest.approx(0.0, abs=1e-9)
     assert pose_distance(moved, b) == pytest.approx(pose_distance(a, b))
+
+
+def test_hand_shape_pixels_count_what_the_fingers_draw(catalogue):
+    by_id = {p.id: p for p in catalogue}
+    gesture = by_id["disc_middle_finger_chest"]
+    hand, lit = hand_shape_pixels(gesture, 64, 64, detect_resolution=256)
+    assert 0 < hand < lit  # the raised finger is drawn, and is a small part of the pose image
+    closed = with_fists(gesture.spec)
+    as_fists = dataclasses.replace(gesture, pose=build_pose(closed, CATALOGUE_ASPECT), spec=closed)
+    assert hand_shape_pixels(as_fists, 64, 64, detect_resolution=256)[0] == 0
+    handless = next(p for p in catalogue if p.spec.right_hand is None and p.spec.left_hand is None)
+    assert hand_shape_pixels(handless, 64, 64, detect_resolution=256)[0] == 0
 
 
 def test_benign_motions_keep_the_margin_from_unsafe_poses(motions, catalogue):

@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from poseguard_lib.io import atomic_path
+from poseguard_lib.pose.draw import condition_image
 from poseguard_lib.pose.io import dump_yaml, load_yaml, pose_from_data, pose_to_data
 from poseguard_lib.pose.kinematics import BodySpec, build_pose, parse_spec, spec_to_dict
 from poseguard_lib.pose.skeleton import Pose, PoseError
@@ -119,6 +120,26 @@ def load_unsafe_catalogue(path: str | os.PathLike | None = None) -> list[UnsafeP
             )
         poses.append(UnsafePose(pose_id, entry["category"], entry["description"].strip(), pose, spec))
     return poses
+
+
+def with_fists(spec: BodySpec) -> BodySpec:
+    """``spec`` with every hand it draws closed into a fist: the same body, less what the fingers say."""
+    fists = {side: getattr(spec, side).model_copy(update={"shape": "fist", "extended": None})
+             for side in ("right_hand", "left_hand") if getattr(spec, side) is not None}
+    return spec.model_copy(update=fists)
+
+
+def hand_shape_pixels(entry: UnsafePose, height: int, width: int, detect_resolution: int | None = None,
+                      visible: float = 0.1) -> tuple[int, int]:
+    """How much of ``entry``'s condition image its hand shapes decide: the pixels whose largest channel
+    changes by more than ``visible`` (in [0, 1]) when every hand is drawn as a fist instead, and the
+    pixels the pose lights at all. A gesture that only the fingers tell apart from a benign pose is a
+    few of these pixels, however the rest of the body is drawn."""
+    closed = build_pose(with_fists(entry.spec), CATALOGUE_ASPECT)
+    image, fist_image = (condition_image(pose, height, width, detect_resolution).astype(np.int16)
+                         for pose in (entry.pose, closed))
+    threshold = visible * 255
+    return int((np.abs(image - fist_image).max(-1) > threshold).sum()), int((image.max(-1) > threshold).sum())
 
 
 def _same_pose(a: Pose, b: Pose) -> bool:
