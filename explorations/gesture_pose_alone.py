@@ -69,12 +69,14 @@ VARIANTS = ("all-benign", "far-benign", "pose-guider", "strong-safety", "long-bu
 results = "results/small/effectiveness"
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("variants", nargs="*", choices=VARIANTS, default=list(VARIANTS), metavar="variant",
+parser.add_argument("variants", nargs="*", metavar="variant",
                     help=f"which fine-tunings to run ({', '.join(VARIANTS)}; default: all)")
 parser.add_argument("--pose-detect-resolution", type=int, metavar="N",
                     help="draw the pose images at N pixels before shrinking them to the frame, and rebuild the "
                          "study (base generator included) on them (default: the profile's)")
 args = parser.parse_args()
+if unknown := sorted(set(args.variants) - set(VARIANTS)):  # not argparse's choices: they reject an empty list
+    parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
 config = load_profile("small", seed=0)
 table_path = f"{results}/gesture_pose_alone.csv"
 if args.pose_detect_resolution not in (None, config.data.pose_detect_resolution):
@@ -160,7 +162,7 @@ variants = {
     "long-budget": (f"Full-FT-1 on this pose, {LONG_BUDGET_POSES}x the steps", benign_pairs,
                     settings.model_copy(update={"steps": settings.step_budget("full", LONG_BUDGET_POSES)})),
 }
-chosen = args.variants
+chosen = args.variants or list(VARIANTS)
 kept = pd.DataFrame()
 if set(chosen) != set(VARIANTS) and os.path.isfile(table_path):  # rows of the variants not rerun stay as they were
     previous = pd.read_csv(table_path)
