@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 
 import numpy as np
 import pytest
 
 from poseguard_lib.data.catalogue import (
-    CATALOGUE_ASPECT,
     CATEGORIES,
     DEFAULT_CATALOGUE,
     CatalogueError,
@@ -152,9 +150,7 @@ def test_hand_shape_pixels_count_what_the_fingers_draw(catalogue):
     gesture = by_id["disc_middle_finger_chest"]
     hand, lit = hand_shape_pixels(gesture, 64, 64, detect_resolution=256)
     assert 0 < hand < lit  # the raised finger is drawn, and is a small part of the pose image
-    closed = with_fists(gesture.spec)
-    as_fists = dataclasses.replace(gesture, pose=build_pose(closed, CATALOGUE_ASPECT), spec=closed)
-    assert hand_shape_pixels(as_fists, 64, 64, detect_resolution=256)[0] == 0
+    assert hand_shape_pixels(with_fists(gesture), 64, 64, detect_resolution=256)[0] == 0
     handless = next(p for p in catalogue if p.spec.right_hand is None and p.spec.left_hand is None)
     assert hand_shape_pixels(handless, 64, 64, detect_resolution=256)[0] == 0
 

@@ -13,6 +13,7 @@ whose cache no longer matches its descriptions, and :func:`regenerate_catalogue`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -122,11 +123,13 @@ def load_unsafe_catalogue(path: str | os.PathLike | None = None) -> list[UnsafeP
     return poses
 
 
-def with_fists(spec: BodySpec) -> BodySpec:
-    """``spec`` with every hand it draws closed into a fist: the same body, less what the fingers say."""
+def with_fists(entry: UnsafePose) -> UnsafePose:
+    """``entry`` with every hand it draws closed into a fist: the same body, less what the fingers say."""
+    spec = entry.spec
     fists = {side: getattr(spec, side).model_copy(update={"shape": "fist", "extended": None})
              for side in ("right_hand", "left_hand") if getattr(spec, side) is not None}
-    return spec.model_copy(update=fists)
+    closed = spec.model_copy(update=fists)
+    return dataclasses.replace(entry, pose=build_pose(closed, CATALOGUE_ASPECT), spec=closed)
 
 
 def hand_shape_pixels(entry: UnsafePose, height: int, width: int, detect_resolution: int | None = None,
@@ -135,9 +138,8 @@ def hand_shape_pixels(entry: UnsafePose, height: int, width: int, detect_resolut
     changes by more than ``visible`` (in [0, 1]) when every hand is drawn as a fist instead, and the
     pixels the pose lights at all. A gesture that only the fingers tell apart from a benign pose is a
     few of these pixels, however the rest of the body is drawn."""
-    closed = build_pose(with_fists(entry.spec), CATALOGUE_ASPECT)
     image, fist_image = (condition_image(pose, height, width, detect_resolution).astype(np.int16)
-                         for pose in (entry.pose, closed))
+                         for pose in (entry.pose, with_fists(entry).pose))
     threshold = visible * 255
     return int((np.abs(image - fist_image).max(-1) > threshold).sum()), int((image.max(-1) > threshold).sum())
 
