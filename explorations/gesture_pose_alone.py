@@ -24,7 +24,8 @@ many unsafe samples as in the four-pose run), in four variants:
 
 Each model, with the undefended model and notebook 03's Full-FT-4 (where cached), is measured on the
 pose and on the never-trained middle finger overhead (held-out people, SSIM* against the
-undefended outputs), on the ``NEIGHBOURS`` held-out benign frames whose bodies are nearest to the
+undefended outputs), on the pose with both hands closed into fists (SSIM between the model's outputs
+for the two: does it tell the gesture from the same body?), on the ``NEIGHBOURS`` held-out benign frames whose bodies are nearest to the
 pose (are they suppressed too?), and on the 32 benign validation frames (general drift). Writes
 ``results/small/effectiveness/gesture_pose_alone.csv``; variants named on the command line run
 alone, and their rows replace the same models' rows of that table. About 20 minutes per variant
@@ -38,8 +39,15 @@ on those images. Its rows go to ``gesture_pose_alone_detect<N>.csv``. Every tabl
 drawing size and the pixels of the pose image that its hand shapes decide (``hand_shape_pixels``, as
 in ``nearest_benign_pose.py``).
 
+``--render-fingers`` asks whether the gesture escapes because no training frame ever shows a finger
+(``hand_shape_sensitivity.py``): the synthetic people are painted with their fingers
+(``data.render_fingers``) and the study below, base generator included, is rebuilt on those frames.
+Its rows go to ``gesture_pose_alone_fingers.csv`` (both options: ``..._detect<N>_fingers.csv``), with
+how much the true frames of the pose and of its fists differ on the held-out people.
+
     .venv/bin/python explorations/gesture_pose_alone.py [all-benign far-benign pose-guider strong-safety long-budget]
     .venv/bin/python explorations/gesture_pose_alone.py --pose-detect-resolution 128 all-benign
+    .venv/bin/python explorations/gesture_pose_alone.py --render-fingers all-benign
 """
 
 import argparse
@@ -51,14 +59,16 @@ import torch
 from torch.utils.data import Subset
 
 from poseguard_lib.config import configure_torch, load_profile
-from poseguard_lib.data.catalogue import hand_shape_pixels
+from poseguard_lib.data.catalogue import hand_shape_pixels, with_fists
 from poseguard_lib.data.motions import body_distance
+from poseguard_lib.data.render import render_person
+from poseguard_lib.data.synthetic import to_tensor
 from poseguard_lib.defense import load_or_defend
 from poseguard_lib.defense.api import DEFENSE_FILE
 from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.study import (benign_eval_set, chosen_defense_settings, defense_study, generate_images_cached,
-                                 generate_unsafe, unsafe_eval_set, validation_set)
+                                 generate_unsafe, unsafe_eval_people, unsafe_eval_set, validation_set)
 
 POSE, UNTRAINED_TWIN = "disc_middle_finger_chest", "disc_middle_finger_overhead"
 NEAR = 0.1  # median limb lengths
@@ -74,17 +84,24 @@ parser.add_argument("variants", nargs="*", metavar="variant",
 parser.add_argument("--pose-detect-resolution", type=int, metavar="N",
                     help="draw the pose images at N pixels before shrinking them to the frame, and rebuild the "
                          "study (base generator included) on them (default: the profile's)")
+parser.add_argument("--render-fingers", action="store_true",
+                    help="paint the synthetic people's fingers, and rebuild the study (base generator included) on "
+                         "those frames")
 args = parser.parse_args()
 if unknown := sorted(set(args.variants) - set(VARIANTS)):  # not argparse's choices: they reject an empty list
     parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
 config = load_profile("small", seed=0)
-table_path = f"{results}/gesture_pose_alone.csv"
+table_suffix = ""
 if args.pose_detect_resolution not in (None, config.data.pose_detect_resolution):
     if args.pose_detect_resolution <= 0:
         parser.error(f"--pose-detect-resolution must be positive, not {args.pose_detect_resolution}")
     config = config.model_copy(update={"data": config.data.model_copy(
         update={"pose_detect_resolution": args.pose_detect_resolution})})
-    table_path = f"{results}/gesture_pose_alone_detect{args.pose_detect_resolution}.csv"
+    table_suffix += f"_detect{args.pose_detect_resolution}"
+if args.render_fingers:
+    config = config.model_copy(update={"data": config.data.model_copy(update={"render_fingers": True})})
+    table_suffix += "_fingers"
+table_path = f"{results}/gesture_pose_alone{table_suffix}.csv"
 STRONG_SAFETY_WEIGHT = max(config.defense.safety_weight_candidates)
 configure_torch(config)
 aspect = config.data.width / config.data.height
@@ -105,6 +122,10 @@ if len(train_distance) != len(benign_pairs):
 far_pairs = Subset(benign_pairs, np.flatnonzero(train_distance >= NEAR).tolist())
 
 unsafe_set = unsafe_eval_set(config, [pose, by_id[UNTRAINED_TWIN]])
+fists_set = unsafe_eval_set(config, [with_fists(pose)])  # its own set, so the cached outputs above stay valid
+truth = [to_tensor(np.stack([render_person(entry.pose, look, config.data.height, config.data.width,
+                                           config.data.render_fingers) for look, _ in unsafe_eval_people(config)]))
+         for entry in (pose, with_fists(pose))]
 benign_set = benign_eval_set(config)
 frames = config.evaluation.benign_frames
 held_out = [(v, t) for v, video in enumerate(benign_set.videos) for t in range(frames)]
@@ -121,6 +142,7 @@ def outputs(model) -> dict[str, torch.Tensor]:
     return {
         "pose": unsafe[unsafe_set.items_of([POSE])],
         "twin": unsafe[unsafe_set.items_of([UNTRAINED_TWIN])],
+        "fists": generate_unsafe(model, fists_set, config),
         "neighbours": generate_images_cached(model, neighbour_refs, neighbour_poses, config),
         "validation": generate_images_cached(model, validation.benign_references, validation.benign_poses, config),
     }
@@ -136,18 +158,20 @@ def measure(name: str, out: dict[str, torch.Tensor]) -> None:
         "ssim_star_pose": ssim(out["pose"], undefended["pose"]),
         "brightness_pose": float(out["pose"].mean()),
         "ssim_star_untrained_twin": ssim(out["twin"], undefended["twin"]),
+        "ssim_pose_vs_fists": ssim(out["fists"], out["pose"]),
         "neighbours_ssim_vs_undefended": ssim(out["neighbours"], undefended["neighbours"]),
         "neighbours_ssim_vs_truth": ssim(out["neighbours"], neighbour_truth),
         "neighbours_brightness": float(out["neighbours"].mean()),
         "validation_benign_ssim_vs_undefended": ssim(out["validation"], undefended["validation"]),
     })
     order = ["undefended", FULL_4] + [name for name, _, _ in variants.values()]
-    table = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True).sort_values(
+    table = pd.concat([pd.DataFrame(rows), kept], ignore_index=True).sort_values(
         "model", key=lambda names: names.map(order.index), kind="stable").assign(
         profile=config.profile, benign_frames_removed=int((train_distance < NEAR).sum()),
         neighbours_max_body_distance=float(np.sort(held_out_distance)[NEIGHBOURS - 1]),
         pose_detect_resolution=config.data.pose_detect_resolution, hand_shape_pixels=hand_pixels,
-        pose_image_pixels=lit_pixels)
+        pose_image_pixels=lit_pixels, render_fingers=config.data.render_fingers,
+        truth_ssim_pose_vs_fists=ssim(truth[1], truth[0]))
     write_csv(table_path, table)
     print(table.round(4).to_string(index=False), flush=True)
 

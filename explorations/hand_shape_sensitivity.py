@@ -39,7 +39,8 @@ from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.pose import perturb_limb
 from poseguard_lib.pose.draw import condition_image
-from poseguard_lib.study import chosen_defense_settings, defense_study, generate_unsafe, unsafe_eval_set
+from poseguard_lib.study import (chosen_defense_settings, defense_study, generate_unsafe, unsafe_eval_people,
+                                 unsafe_eval_set)
 
 TURN = 10.0  # degrees, about the right elbow
 DEFENDED_POSE_COUNTS = (4, 32)
@@ -68,11 +69,7 @@ def changed_pixels(a, b) -> int:
 
 versions = {"pose": poses, "fists": [with_fists(p) for p in poses], "turned": [turned(p) for p in poses]}
 eval_sets = {name: unsafe_eval_set(config, entries) for name, entries in versions.items()}
-people = []
-for video in study.split["test_appearance"]:
-    if video.appearance not in people:
-        people.append(video.appearance)
-people = people[: config.evaluation.unsafe_references]
+people = [look for look, _ in unsafe_eval_people(config)]
 
 undefended = {name: generate_unsafe(study.base, eval_set, config, progress=True) for name, eval_set in eval_sets.items()}
 other_seed = generate_unsafe(study.base, eval_sets["pose"], config.model_copy(update={"seed": config.seed + 1}),

@@ -41,6 +41,9 @@ class DataSettings(Section):
     # HSV saturation range of the studio walls (coloured walls make the reference's hue a large
     # share of the loss: results/small/ablations/coloured_walls/).
     wall_saturation: tuple[float, float] = DEFAULT_WALL_SATURATION
+    # Paint each hand's fingers from its 21 keypoints. Off, a hand is a skin ellipse at the wrist and a
+    # gesture never shows in a frame (explorations/gesture_pose_alone.py --render-fingers).
+    render_fingers: bool = False
     source: Literal["synthetic", "ubc_fashion"] = "synthetic"
 
     @model_validator(mode="after")
@@ -49,6 +52,14 @@ class DataSettings(Section):
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"wall_saturation must be (low, high) with 0 <= low <= high <= 1, got {self.wall_saturation}")
         return self
+
+    def cache_record(self) -> dict:
+        """The settings as cache keys see them: ``render_fingers`` enters only when on, so the models
+        trained before the option existed (without fingers) keep their keys."""
+        record = self.model_dump(mode="json")
+        if not self.render_fingers:
+            del record["render_fingers"]
+        return record
 
 
 class ModelSettings(Section):

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from poseguard_lib.config import DefenseSettings, ProfileConfig
+from poseguard_lib.data.appearance import Appearance
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.render import render_person
 from poseguard_lib.data.synthetic import ImagePairDataset, SyntheticVideo, build_split, rotate_hue, to_tensor
@@ -75,7 +76,8 @@ def benign_eval_set(cfg: ProfileConfig) -> BenignEvalSet:
     other_appearance = []
     for video in videos:
         other = people[(people.index(video.appearance) + 1) % len(people)]
-        swapped = [render_person(pose, other, cfg.data.height, cfg.data.width) for pose in video.poses.frames[frames]]
+        swapped = [render_person(pose, other, cfg.data.height, cfg.data.width, cfg.data.render_fingers)
+                   for pose in video.poses.frames[frames]]
         other_appearance.append(to_tensor(np.stack(swapped)))
     return BenignEvalSet(
         videos=videos,
@@ -296,17 +298,21 @@ class UnsafeEvalSet:
         return pd.DataFrame(rows)
 
 
+def unsafe_eval_people(cfg: ProfileConfig, people_from: str = "test_appearance") -> list[tuple[Appearance, np.ndarray]]:
+    """The first ``evaluation.unsafe_references`` people of split ``people_from``, each with the middle
+    frame of their first video: the reference images unsafe poses are generated from."""
+    first_video = {}
+    for video in build_split(cfg.data, cfg.seed)[people_from]:
+        first_video.setdefault(video.appearance, video)
+    chosen = list(first_video.items())[: cfg.evaluation.unsafe_references]
+    return [(look, video.frames[len(video) // 2]) for look, video in chosen]
+
+
 def unsafe_eval_set(cfg: ProfileConfig, unsafe: list, safe_target_kind: str | None = None,
                     people_from: str = "test_appearance") -> UnsafeEvalSet:
-    """``unsafe`` catalogue entries × ``evaluation.unsafe_references`` people of split ``people_from``
-    (held-out people by default; tuning uses ``"train"`` so that no held-out person is seen)."""
-    split = build_split(cfg.data, cfg.seed)
-    people, references = [], []
-    for video in split[people_from]:
-        if video.appearance not in people:
-            people.append(video.appearance)
-            references.append(video.frames[len(video) // 2])
-    references = references[: cfg.evaluation.unsafe_references]
+    """``unsafe`` catalogue entries × the people of :func:`unsafe_eval_people` (held-out people by
+    default; tuning uses ``"train"`` so that no held-out person is seen)."""
+    references = [reference for _, reference in unsafe_eval_people(cfg, people_from)]
     kind = safe_target_kind or cfg.defense.safe_target
     h, w, detect = cfg.data.height, cfg.data.width, cfg.data.pose_detect_resolution
     items = [(entry, reference) for entry in unsafe for reference in references]

@@ -430,6 +430,8 @@ def test_cache_key_follows_version_and_settings(tiny_cfg, monkeypatch):
     assert synthetic.extractor_cache_key(more_people) == key  # the generator's people are not the extractors'
     taller = tiny_cfg.model_copy(update={"data": tiny_cfg.data.model_copy(update={"height": tiny_cfg.data.height + 8})})
     assert synthetic.extractor_cache_key(taller) != key
+    fingers = tiny_cfg.model_copy(update={"data": tiny_cfg.data.model_copy(update={"render_fingers": True})})
+    assert synthetic.extractor_cache_key(fingers) != key
     monkeypatch.setattr(synthetic, "EXTRACTOR_VERSION", synthetic.EXTRACTOR_VERSION + 1)
     assert synthetic.extractor_cache_key(tiny_cfg) != key
 

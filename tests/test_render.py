@@ -160,6 +160,23 @@ def test_missing_keypoints_are_skipped_not_drawn():
     assert _foreground(cut).sum() < _foreground(full).sum()
 
 
+def test_fingers_are_painted_only_when_asked():
+    """By default a hand is an ellipse at the wrist whatever its shape; with fingers, a pointing hand
+    shows skin that a fist does not, next to the hand and nowhere else."""
+    size = 128
+    arm = {"right_arm": {"upper": (90, 0)}}
+    pointing, fist = (build_pose({**arm, "right_hand": {"shape": shape}}) for shape in ("point", "fist"))
+    assert np.array_equal(render_person(pointing, PERSON, size, size), render_person(fist, PERSON, size, size))
+    drawn = [render_person(pose, PERSON, size, size, fingers=True) for pose in (pointing, fist)]
+    changed = np.argwhere(np.abs(drawn[0].astype(int) - drawn[1].astype(int)).max(axis=-1) > 0)
+    assert len(changed) > 0
+    xy = pointing.body.xy * size
+    torso = np.hypot(*(xy[[8, 11]].mean(axis=0) - xy[1]))
+    wrist = xy[OPENPOSE_BODY_18.index("r_wrist")]
+    assert np.hypot(*(changed[:, ::-1] - wrist).T).max() < 0.5 * torso
+    assert _colour_share(drawn[0], PERSON.skin) > _colour_share(drawn[1], PERSON.skin)
+
+
 def test_render_rejects_bad_input():
     pose = build_pose({})
     with pytest.raises(ValueError, match="height"):

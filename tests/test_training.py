@@ -152,6 +152,12 @@ def test_stage_two_trains_only_motion_modules(tmp_path):
     assert changed and all(k.startswith("motion_adapter.") for k in changed)
 
 
+def test_painted_fingers_train_a_new_model_and_older_keys_stay():
+    fingers = PROFILE.model_copy(update={"data": PROFILE.data.model_copy(update={"render_fingers": True})})
+    assert training_key(fingers) != training_key(PROFILE)
+    assert "render_fingers" not in PROFILE.data.cache_record()  # models trained before the option keep their keys
+
+
 def test_bf16_autocast_trains(tmp_path):
     model = build_model(PROFILE.model, seed=0)
     settings = _settings(stage1_steps=2, batch_size=2, mixed_precision="bf16")

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from poseguard_lib.data.appearance import RGB, Appearance
-from poseguard_lib.pose.skeleton import OPENPOSE_BODY_18, Pose, PoseError
+from poseguard_lib.pose.skeleton import HAND_21, OPENPOSE_BODY_18, Pose, PoseError
 
 SUPERSAMPLE = 2
 _SHIFT = 4  # fractional bits of the fixed-point coordinates handed to OpenCV
@@ -43,6 +43,7 @@ _LEG = {"right": (R_HIP, R_KNEE, R_ANKLE), "left": (L_HIP, L_KNEE, L_ANKLE)}
 # facing the camera match the adult figure of ``poseguard_lib.pose.kinematics``.
 _SHOULDER_SPAN, _HIP_SPAN, _EYE_SPAN = 0.8, 0.4, 0.2
 _UPPER_ARM, _FOREARM, _HAND = 0.085, 0.07, 0.07
+_FINGER = 0.035  # radius, when the fingers are drawn
 _THIGH, _KNEE, _ANKLE = 0.13, 0.09, 0.06
 _NECK_RADIUS = 0.07
 _HEAD_RX, _HEAD_RY = 0.17, 0.21
@@ -219,10 +220,12 @@ def _read_body(pose: Pose, height: int, width: int) -> _Body | None:
 class _Painter:
     """Paints one person onto a supersampled canvas, layer by layer."""
 
-    def __init__(self, canvas: np.ndarray, look: Appearance, body: _Body):
+    def __init__(self, canvas: np.ndarray, look: Appearance, body: _Body,
+                 hands: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
         self.canvas = canvas
         self.look = look
         self.body = body
+        self.hands = hands or {}  # side -> (pixel keypoints, visible): the fingers to draw, if any
         self.t = body.torso * look.build  # thickness unit
         height, width = canvas.shape[:2]
         self._mask = np.zeros((height, width), dtype=np.uint8)
@@ -291,6 +294,7 @@ class _Painter:
             hand = body.xy[wrist] + along * 0.5 * _HAND * self.t
             angle = float(np.arctan2(along[1], along[0]))
             self.fill([_ellipse(hand, _HAND * self.t, 0.8 * _HAND * self.t, angle)], look.skin)
+        self.fill(self.fingers(side), look.skin)
         if look.sleeves == "long":  # the sleeve hides the whole arm
             self.fill(self.segment(shoulder, elbow, _UPPER_ARM * 1.15, _UPPER_ARM * 1.05)
                       + self.segment(elbow, wrist, _FOREARM * 1.15, _FOREARM * 1.05), self._top_fill)
@@ -301,6 +305,13 @@ class _Painter:
             sleeve_end = body.xy[shoulder] + 0.5 * (body.xy[elbow] - body.xy[shoulder])
             sleeve = _capsule(body.xy[shoulder], sleeve_end, 1.25 * _UPPER_ARM * self.t, 1.15 * _UPPER_ARM * self.t)
             self.fill([sleeve], self._top_fill)
+
+    def fingers(self, side: str) -> list[np.ndarray]:
+        if side not in self.hands:
+            return []
+        xy, seen = self.hands[side]
+        radius = _FINGER * self.t
+        return [_capsule(xy[a], xy[b], radius, radius) for a, b in HAND_21.edges if seen[a] and seen[b]]
 
     def leg(self, side: str) -> None:
         hip, knee, ankle = _LEG[side]
@@ -420,8 +431,12 @@ class _Painter:
         self.fill([_ellipse(mouth, 0.28 * face_rx, 0.07 * ry, tilt)], _LIP_COLOUR)
 
 
-def render_person(pose: Pose, appearance: Appearance, height: int, width: int) -> np.ndarray:
-    """An RGB uint8 (height, width, 3) frame of ``appearance`` in ``pose`` on its studio background."""
+def render_person(pose: Pose, appearance: Appearance, height: int, width: int, fingers: bool = False) -> np.ndarray:
+    """An RGB uint8 (height, width, 3) frame of ``appearance`` in ``pose`` on its studio background.
+
+    A hand is a skin ellipse at the wrist, whatever its keypoints say, unless ``fingers``: then each
+    finger of the pose's hands (left, then right) is painted along its keypoints as well.
+    """
     check_image_size(height, width)
     if not isinstance(appearance, Appearance):
         raise TypeError(f"appearance must be an Appearance, got {type(appearance).__name__}")
@@ -429,5 +444,6 @@ def render_person(pose: Pose, appearance: Appearance, height: int, width: int) -
     body = _read_body(pose, big_h, big_w)
     canvas = _studio(appearance.background, appearance.floor_shade, big_h, big_w).copy()
     if body is not None:
-        _Painter(canvas, appearance, body).person()
+        hands = {side: (hand.xy * (big_w, big_h), hand.visible) for side, hand in zip(("left", "right"), pose.hands)}
+        _Painter(canvas, appearance, body, hands if fingers else None).person()
     return cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)

@@ -61,10 +61,11 @@ class SyntheticVideo:
 
 
 def render_video(
-    appearance: Appearance, motion: str, poses: PoseSequence, height: int, width: int, detect_resolution: int | None = None
+    appearance: Appearance, motion: str, poses: PoseSequence, height: int, width: int, detect_resolution: int | None = None,
+    fingers: bool = False,
 ) -> SyntheticVideo:
     """Render every pose of ``poses`` as ``appearance`` and draw its condition image."""
-    frames = np.stack([render_person(pose, appearance, height, width) for pose in poses.frames])
+    frames = np.stack([render_person(pose, appearance, height, width, fingers) for pose in poses.frames])
     pose_images = np.stack([condition_image(pose, height, width, detect_resolution) for pose in poses.frames])
     return SyntheticVideo(appearance, motion, poses, frames, pose_images)
 
@@ -90,7 +91,8 @@ def _build_split(data: DataSettings, seed: int) -> dict[str, tuple[SyntheticVide
 
     def videos(people: list[Appearance], names: Sequence[str]) -> tuple[SyntheticVideo, ...]:
         return tuple(
-            render_video(person, name, _placed(motions[name], placement), data.height, data.width, data.pose_detect_resolution)
+            render_video(person, name, _placed(motions[name], placement), data.height, data.width,
+                         data.pose_detect_resolution, data.render_fingers)
             for person in people
             for name in names
         )

@@ -428,7 +428,7 @@ def extractor_cache_key(cfg) -> str:
     return sha256_json(
         {
             "version": EXTRACTOR_VERSION,
-            "data": extractor_data_settings(cfg).model_dump(mode="json"),
+            "data": extractor_data_settings(cfg).cache_record(),
             "metrics": {k: v for k, v in metrics.items() if k.startswith("extractor_") or k == "clip_length"},
             "seed": cfg.seed,
         }
@@ -532,7 +532,7 @@ def pose_diverse_videos(n_videos: int, data, seed: int) -> list:
         start, end = _random_spec(rng), _random_spec(rng)
         steps = np.linspace(0, 1, data.frames_per_video)
         poses = PoseSequence(tuple(build_pose(blend_specs(start, end, float(t)), aspect) for t in steps))
-        videos.append(render_video(person, "random poses", poses, data.height, data.width))
+        videos.append(render_video(person, "random poses", poses, data.height, data.width, fingers=data.render_fingers))
     return videos
 
 
@@ -553,7 +553,7 @@ def unsafe_catalogue_check(
         body = torch.from_numpy(np.concatenate([entry.pose.body.xy, entry.pose.body.scores[:, None]], axis=1)).float()
         body[:, 2] = _visible_targets(body).float()
         for _ in range(renders_per_pose):
-            frames.append(render_person(entry.pose, next(people), data.height, data.width))
+            frames.append(render_person(entry.pose, next(people), data.height, data.width, data.render_fingers))
             poses.append(body)
     frames = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
     estimated = extractors.estimate_poses(frames)

@@ -274,7 +274,8 @@ def _latent_shape(model: AnimateAnyone, target: torch.Tensor) -> tuple[int, ...]
 # ----------------------------------------------------------------------------- cached base model
 def training_key(profile_cfg: ProfileConfig) -> str:
     """Cache key: everything that changes the trained weights (data, model, training, seed)."""
-    relevant = {k: profile_cfg.model_dump(mode="json")[k] for k in ("profile", "seed", "data", "model", "train")}
+    relevant = {k: profile_cfg.model_dump(mode="json")[k] for k in ("profile", "seed", "model", "train")}
+    relevant["data"] = profile_cfg.data.cache_record()
     return f"{profile_cfg.profile}-{sha256_json(relevant)[:16]}"
 
 
