@@ -122,10 +122,13 @@ if len(train_distance) != len(benign_pairs):
 far_pairs = Subset(benign_pairs, np.flatnonzero(train_distance >= NEAR).tolist())
 
 unsafe_set = unsafe_eval_set(config, [pose, by_id[UNTRAINED_TWIN]])
-fists_set = unsafe_eval_set(config, [with_fists(pose)])  # its own set, so the cached outputs above stay valid
-truth = [to_tensor(np.stack([render_person(entry.pose, look, config.data.height, config.data.width,
-                                           config.data.render_fingers) for look, _ in unsafe_eval_people(config)]))
-         for entry in (pose, with_fists(pose))]
+fists = with_fists(pose)
+fists_set = unsafe_eval_set(config, [fists])  # its own set, so the cached outputs above stay valid
+truth_pose, truth_fists = (to_tensor(np.stack([render_person(entry.pose, look, config.data.height, config.data.width,
+                                                             config.data.render_fingers)
+                                               for look, _ in unsafe_eval_people(config)]))
+                           for entry in (pose, fists))
+truth_ssim_pose_vs_fists = ssim(truth_fists, truth_pose)
 benign_set = benign_eval_set(config)
 frames = config.evaluation.benign_frames
 held_out = [(v, t) for v, video in enumerate(benign_set.videos) for t in range(frames)]
@@ -171,7 +174,7 @@ def measure(name: str, out: dict[str, torch.Tensor]) -> None:
         neighbours_max_body_distance=float(np.sort(held_out_distance)[NEIGHBOURS - 1]),
         pose_detect_resolution=config.data.pose_detect_resolution, hand_shape_pixels=hand_pixels,
         pose_image_pixels=lit_pixels, render_fingers=config.data.render_fingers,
-        truth_ssim_pose_vs_fists=ssim(truth[1], truth[0]))
+        truth_ssim_pose_vs_fists=truth_ssim_pose_vs_fists)
     write_csv(table_path, table)
     print(table.round(4).to_string(index=False), flush=True)
 

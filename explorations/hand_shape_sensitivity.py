@@ -38,7 +38,7 @@ from poseguard_lib.defense.api import DEFENSE_FILE
 from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import ssim
 from poseguard_lib.pose import perturb_limb
-from poseguard_lib.pose.draw import condition_image
+from poseguard_lib.pose.draw import changed_pixels
 from poseguard_lib.study import (chosen_defense_settings, defense_study, generate_unsafe, unsafe_eval_people,
                                  unsafe_eval_set)
 
@@ -60,11 +60,6 @@ trained_by = {p.id: ", ".join(f"Full-FT-{n}" for n in DEFENDED_POSE_COUNTS if p 
 
 def turned(entry):
     return dataclasses.replace(entry, pose=perturb_limb(entry.pose, "r_elbow", "r_wrist", TURN))
-
-
-def changed_pixels(a, b) -> int:
-    images = [condition_image(entry.pose, h, w, detect).astype(np.int16) for entry in (a, b)]
-    return int((np.abs(images[0] - images[1]).max(-1) > VISIBLE * 255).sum())
 
 
 versions = {"pose": poses, "fists": [with_fists(p) for p in poses], "turned": [turned(p) for p in poses]}
@@ -92,7 +87,7 @@ for entry, fists, turn in zip(*versions.values()):
              for name, version in (("pose", entry), ("fists", fists), ("turned", turn))}
     row = {
         "pose": entry.id, "category": entry.category, "trained_by": trained_by[entry.id],
-        "hand_shape_pixels": hand_pixels, "turn_pixels": changed_pixels(entry, turn), "pose_image_pixels": lit_pixels,
+        "hand_shape_pixels": hand_pixels, "turn_pixels": changed_pixels(entry.pose, turn.pose, h, w, detect, VISIBLE), "pose_image_pixels": lit_pixels,
         "truth_max_change_fists": int(np.abs(truth["fists"].astype(np.int16) - truth["pose"]).max()),
         "truth_ssim_turned": ssim(to_tensor(truth["turned"]), to_tensor(truth["pose"])),
         "undefended_ssim_fists": ssim(undefended["fists"][items], undefended["pose"][items]),

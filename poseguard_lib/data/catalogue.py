@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from poseguard_lib.io import atomic_path
-from poseguard_lib.pose.draw import condition_image
+from poseguard_lib.pose.draw import changed_pixels, condition_image
 from poseguard_lib.pose.io import dump_yaml, load_yaml, pose_from_data, pose_to_data
 from poseguard_lib.pose.kinematics import BodySpec, build_pose, parse_spec, spec_to_dict
 from poseguard_lib.pose.skeleton import Pose, PoseError
@@ -138,10 +138,8 @@ def hand_shape_pixels(entry: UnsafePose, height: int, width: int, detect_resolut
     changes by more than ``visible`` (in [0, 1]) when every hand is drawn as a fist instead, and the
     pixels the pose lights at all. A gesture that only the fingers tell apart from a benign pose is a
     few of these pixels, however the rest of the body is drawn."""
-    image, fist_image = (condition_image(pose, height, width, detect_resolution).astype(np.int16)
-                         for pose in (entry.pose, with_fists(entry).pose))
-    threshold = visible * 255
-    return int((np.abs(image - fist_image).max(-1) > threshold).sum()), int((image.max(-1) > threshold).sum())
+    lit = int((condition_image(entry.pose, height, width, detect_resolution).max(-1) > visible * 255).sum())
+    return changed_pixels(entry.pose, with_fists(entry).pose, height, width, detect_resolution, visible), lit
 
 
 def _same_pose(a: Pose, b: Pose) -> bool:

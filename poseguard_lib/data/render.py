@@ -444,6 +444,7 @@ def render_person(pose: Pose, appearance: Appearance, height: int, width: int, f
     body = _read_body(pose, big_h, big_w)
     canvas = _studio(appearance.background, appearance.floor_shade, big_h, big_w).copy()
     if body is not None:
-        hands = {side: (hand.xy * (big_w, big_h), hand.visible) for side, hand in zip(("left", "right"), pose.hands)}
-        _Painter(canvas, appearance, body, hands if fingers else None).person()
+        hands = ({side: (hand.xy * (big_w, big_h), hand.visible) for side, hand in zip(("left", "right"), pose.hands)}
+                 if fingers else None)
+        _Painter(canvas, appearance, body, hands).person()
     return cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)

@@ -57,6 +57,14 @@ def condition_image(pose: Pose, height: int, width: int, detect_resolution: int 
     return cv2.resize(canvas, (width, height), interpolation=interpolation)
 
 
+def changed_pixels(a: Pose, b: Pose, height: int, width: int, detect_resolution: int | None = None,
+                   visible: float = 0.1) -> int:
+    """Pixels whose largest channel differs by more than ``visible`` (in [0, 1]) between the condition
+    images of ``a`` and ``b``: how much of what the generator sees a change of pose decides."""
+    image_a, image_b = (condition_image(pose, height, width, detect_resolution).astype(np.int16) for pose in (a, b))
+    return int((np.abs(image_a - image_b).max(-1) > visible * 255).sum())
+
+
 def _pixel(value: float, size: int) -> int:
     return int(value * size)
 
