@@ -18,7 +18,7 @@ from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import psnr, ssim, ssim_by_texture
 from poseguard_lib.models.pipeline import generate_video
 from poseguard_lib.models.training import load_or_train_base_model
-from poseguard_lib.study import benign_eval_set, cached_generation
+from poseguard_lib.study import benign_eval_set, cached_generation, reference_copies
 
 N_VIDEOS = 4
 VARIANTS = {
@@ -42,7 +42,7 @@ def row(name: str, outputs: torch.Tensor) -> dict:
             "flat_share": split["flat_share"], "flat_output_std": split["flat_pred_std"], "psnr": psnr(outputs, truth)}
 
 
-copies = torch.cat([r.expand_as(v) for r, v in zip(references, eval_set.ground_truth[:N_VIDEOS])])
+copies = torch.cat(reference_copies(eval_set)[:N_VIDEOS])
 rows = [row("ground truth (ceiling)", truth), row("copy the reference (baseline)", copies)]
 for name, change in VARIANTS.items():
     settings = config.model_copy(update={"sampling": config.sampling.model_copy(update=change)})

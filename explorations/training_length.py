@@ -22,7 +22,7 @@ from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import ssim_by_texture
 from poseguard_lib.models.training import load_or_train_base_model, training_key
-from poseguard_lib.study import base_quality, benign_eval_set, generate_benign
+from poseguard_lib.study import base_quality, benign_eval_set, generate_benign, reference_copies
 
 TABLE = Path("results/small/base_model/training_length.csv")
 
@@ -39,8 +39,9 @@ eval_set = benign_eval_set(config)
 generated = generate_benign(model, eval_set, config)
 quality = base_quality(generated, eval_set, name="generator")
 truth = torch.cat(eval_set.ground_truth)
-copies = torch.cat([r.expand_as(v) for r, v in zip(eval_set.references, eval_set.ground_truth)])
-splits = [ssim_by_texture(frames, truth) for frames in (torch.cat(generated), copies, truth)]
+# in base_quality's row order: the generator, copying the reference, the ground truth
+splits = [ssim_by_texture(torch.cat(frames), truth)
+          for frames in (generated, reference_copies(eval_set), eval_set.ground_truth)]
 rows = quality.assign(
     ssim_flat=[s["flat"] for s in splits], ssim_textured=[s["textured"] for s in splits],
     flat_share=[s["flat_share"] for s in splits], flat_output_std=[s["flat_pred_std"] for s in splits],

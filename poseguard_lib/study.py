@@ -168,6 +168,11 @@ def quality_row(name: str, outputs: list[torch.Tensor], eval_set: BenignEvalSet)
     }
 
 
+def reference_copies(eval_set: BenignEvalSet) -> list[torch.Tensor]:
+    """The copy-the-reference baseline: each video's reference repeated for every frame."""
+    return [reference.expand_as(video) for reference, video in zip(eval_set.references, eval_set.ground_truth)]
+
+
 def base_quality(generated: list[torch.Tensor], eval_set: BenignEvalSet, name: str = "generator") -> pd.DataFrame:
     """Benign quality with its two sanity checks, beside the trivial baseline and the ceiling.
 
@@ -177,10 +182,9 @@ def base_quality(generated: list[torch.Tensor], eval_set: BenignEvalSet, name: s
     output keeps the reference's appearance. The copy-the-reference baseline returns the reference
     unchanged for every pose; the ceiling is the ground truth itself.
     """
-    copies = [reference.expand_as(video) for reference, video in zip(eval_set.references, eval_set.ground_truth)]
     rows = [
         quality_row(name, generated, eval_set),
-        quality_row("copy the reference (baseline)", copies, eval_set),
+        quality_row("copy the reference (baseline)", reference_copies(eval_set), eval_set),
         quality_row("ground truth (ceiling)", list(eval_set.ground_truth), eval_set),
     ]
     return pd.DataFrame(rows)
