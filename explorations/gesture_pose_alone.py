@@ -95,11 +95,10 @@ table_suffix = ""
 if args.pose_detect_resolution not in (None, config.data.pose_detect_resolution):
     if args.pose_detect_resolution <= 0:
         parser.error(f"--pose-detect-resolution must be positive, not {args.pose_detect_resolution}")
-    config = config.model_copy(update={"data": config.data.model_copy(
-        update={"pose_detect_resolution": args.pose_detect_resolution})})
+    config = config.with_changes("data", pose_detect_resolution=args.pose_detect_resolution)
     table_suffix += f"_detect{args.pose_detect_resolution}"
 if args.render_fingers:
-    config = config.model_copy(update={"data": config.data.model_copy(update={"render_fingers": True})})
+    config = config.with_changes("data", render_fingers=True)
     table_suffix += "_fingers"
 table_path = f"{results}/gesture_pose_alone{table_suffix}.csv"
 STRONG_SAFETY_WEIGHT = max(config.defense.safety_weight_candidates)

@@ -45,7 +45,7 @@ def row(name: str, outputs: torch.Tensor) -> dict:
 copies = torch.cat(reference_copies(eval_set)[:N_VIDEOS])
 rows = [row("ground truth (ceiling)", truth), row("copy the reference (baseline)", copies)]
 for name, change in VARIANTS.items():
-    settings = config.model_copy(update={"sampling": config.sampling.model_copy(update=change)})
+    settings = config.with_changes("sampling", **change)
     outputs = torch.cat(cached_generation(
         model, "video", {"references": references} | {f"poses_{i}": p for i, p in enumerate(poses)}, settings,
         lambda: [generate_video(model, r, p, settings.sampling, seed=config.seed + i, progress=False)

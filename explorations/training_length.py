@@ -15,11 +15,10 @@ budget replace that budget's earlier rows in the table.
 import argparse
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from poseguard_lib.config import configure_torch, load_profile
-from poseguard_lib.io import write_csv
+from poseguard_lib.io import replace_rows
 from poseguard_lib.metrics.image import ssim_by_texture
 from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.study import base_quality, benign_eval_set, generate_benign, reference_copies
@@ -30,8 +29,7 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--stage1-steps", type=int, required=True, help="stage-1 step budget (the profile's is 5,000)")
 args = parser.parse_args()
 
-config = load_profile("small", seed=0)
-config = config.model_copy(update={"train": config.train.model_copy(update={"stage1_steps": args.stage1_steps})})
+config = load_profile("small", seed=0).with_changes("train", stage1_steps=args.stage1_steps)
 configure_torch(config)
 model, history = load_or_train_base_model(config, progress=False)
 
@@ -48,9 +46,5 @@ rows = quality.assign(
     stage1_steps=args.stage1_steps, final_stage1_loss=history[history.stage == 1].loss.tail(250).mean(),
     training_seconds=history.seconds.sum(), training_key=training_key(config), profile=config.profile,
 )
-earlier = pd.read_csv(TABLE) if TABLE.exists() else pd.DataFrame()
-if not earlier.empty:
-    earlier = earlier[earlier.stage1_steps != args.stage1_steps]
-table = pd.concat([earlier, rows], ignore_index=True).sort_values(["stage1_steps", "model"], kind="stable")
-write_csv(TABLE, table)
+table = replace_rows(TABLE, rows, key="stage1_steps", sort_by=["stage1_steps", "model"])
 print(table.round(4).to_string(index=False), flush=True)

@@ -45,7 +45,9 @@ DEFENSE_OPTIONS = {
     "crop_min_scale": "--crop-min-scale",
     "fusion_steps": "--fusion-steps",
 }
-SAMPLING_OPTIONS = {"num_inference_steps": "--steps", "guidance_scale": "--guidance"}
+SAMPLING_OPTIONS = {
+    "num_inference_steps": "--steps", "guidance_scale": "--guidance", "balanced_subpixel_noise": "--balanced-subpixel-noise",
+}
 
 
 class CliError(ValueError):
@@ -131,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--steps", dest="num_inference_steps", type=int, metavar="N", help="DDIM steps")
     generate.add_argument("--guidance", dest="guidance_scale", type=float, metavar="F",
                           help="classifier-free guidance scale (>= 1)")
+    generate.add_argument("--balanced-subpixel-noise", action=argparse.BooleanOptionalAction,
+                          help="start from noise with equal means at every position of the pixel patch, which keeps "
+                               "a patched pixel-space model from painting a 2×2 grid (default: the profile's)")
     generate.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
     generate.add_argument("--fps", type=float, default=8.0, help="frames per second of a video file (default: %(default)s)")
     generate.add_argument("--per-frame", action="store_true",

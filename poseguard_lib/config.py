@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,6 +25,17 @@ DEFAULT_WALL_SATURATION = (0.0, 0.15)
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    # Options added after models and outputs were cached: they enter cache keys only when on, so
+    # everything cached before they existed keeps its key.
+    keyed_when_on: ClassVar[tuple[str, ...]] = ()
+
+    def cache_record(self) -> dict:
+        """The settings as cache keys see them (the ``keyed_when_on`` options only when on)."""
+        record = self.model_dump(mode="json")
+        for name in self.keyed_when_on:
+            if not record[name]:
+                del record[name]
+        return record
 
 
 class DataSettings(Section):
@@ -45,6 +56,7 @@ class DataSettings(Section):
     # gesture never shows in a frame (explorations/gesture_pose_alone.py --render-fingers).
     render_fingers: bool = False
     source: Literal["synthetic", "ubc_fashion"] = "synthetic"
+    keyed_when_on = ("render_fingers",)
 
     @model_validator(mode="after")
     def _check_wall_saturation(self) -> "DataSettings":
@@ -52,14 +64,6 @@ class DataSettings(Section):
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"wall_saturation must be (low, high) with 0 <= low <= high <= 1, got {self.wall_saturation}")
         return self
-
-    def cache_record(self) -> dict:
-        """The settings as cache keys see them: ``render_fingers`` enters only when on, so the models
-        trained before the option existed (without fingers) keep their keys."""
-        record = self.model_dump(mode="json")
-        if not self.render_fingers:
-            del record["render_fingers"]
-        return record
 
 
 class ModelSettings(Section):
@@ -159,6 +163,10 @@ class SamplingSettings(Section):
 
     ``beta_schedule``: Moore trains with ``scaled_linear`` but samples with ``linear`` (a known
     mismatch kept for the released weights); ``small`` follows it too, chosen on training pairs.
+    ``balanced_subpixel_noise`` (pixel space with patches only): start from noise whose mean over each
+    frame is the same at every position of the pixel patch. The denoiser carries that mean's
+    differences between positions into the image as a 2×2 pattern
+    (``explorations/subpixel_speckle.py``); images never have one, so the draw is conditioned on it being zero.
     """
 
     num_inference_steps: int = Field(gt=0)
@@ -166,6 +174,8 @@ class SamplingSettings(Section):
     context_frames: int = Field(gt=1)
     context_overlap: int = Field(ge=0)
     beta_schedule: Literal["scaled_linear", "linear"] = "scaled_linear"
+    balanced_subpixel_noise: bool = False
+    keyed_when_on = ("balanced_subpixel_noise",)
 
     @model_validator(mode="after")
     def _overlap_below_window(self) -> "SamplingSettings":
@@ -318,6 +328,11 @@ class ProfileConfig(Section):
     def digest(self) -> str:
         """SHA-256 of the resolved configuration: the key that caches trained models."""
         return sha256_json(self.model_dump(mode="json"))
+
+    def with_changes(self, section: str, **changes) -> "ProfileConfig":
+        """This profile with some settings of one section changed (validated): an exploration's variant."""
+        current = getattr(self, section)
+        return self.model_copy(update={section: type(current).model_validate({**current.model_dump(), **changes})})
 
 
 def configure_torch(config: ProfileConfig) -> None:

@@ -108,3 +108,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def replace_rows(path: str | os.PathLike, rows: pd.DataFrame, key: str, sort_by: list[str]) -> pd.DataFrame:
+    """Write ``rows`` into the CSV table at ``path`` in place of its rows with the same ``key`` values
+    (a rerun of one variant of an exploration leaves the others' rows), sorted; returns the table."""
+    earlier = pd.read_csv(path) if Path(path).exists() else pd.DataFrame(columns=rows.columns)
+    kept = earlier[~earlier[key].isin(rows[key])]
+    table = pd.concat([kept, rows], ignore_index=True).sort_values(sort_by, kind="stable", ignore_index=True)
+    write_csv(path, table)
+    return table

@@ -109,7 +109,7 @@ def cached_generation(model, pipeline: str, inputs: dict[str, torch.Tensor], cfg
         "weights": sha256_tensors(model.state_dict()),
         "pipeline": pipeline,
         "inputs": sha256_tensors(inputs),
-        "sampling": cfg.sampling.model_dump(mode="json"),
+        "sampling": cfg.sampling.cache_record(),
         "seed": cfg.seed,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
 
@@ -88,11 +89,13 @@ def test_defend_then_generate(files, tmp_path, capsys):
                         "--output", output, "--no-progress"])
         assert code == 0, capsys.readouterr().err
         assert iio.imread(output).shape == (frames, 32, 32, 3)
-    code, _ = _run(["generate", files["base"], "--reference", files["person"], "--poses", files["kneel"],
-                    "--output", tmp_path / "frames", "--per-frame", "--steps", "2", "--no-progress"])
-    assert code == 0, capsys.readouterr().err
+    for folder, noise in (("frames", "--no-balanced-subpixel-noise"), ("balanced", "--balanced-subpixel-noise")):
+        code, _ = _run(["generate", files["base"], "--reference", files["person"], "--poses", files["kneel"],
+                        "--output", tmp_path / folder, "--per-frame", "--steps", "2", noise, "--no-progress"])
+        assert code == 0, capsys.readouterr().err
     assert [p.name for p in (tmp_path / "frames").iterdir()] == ["frame_0000.png"]
-    assert iio.imread(tmp_path / "frames" / "frame_0000.png").shape == (32, 32, 3)
+    plain, balanced = (iio.imread(tmp_path / folder / "frame_0000.png") for folder in ("frames", "balanced"))
+    assert plain.shape == (32, 32, 3) and not np.array_equal(plain, balanced)
 
 
 @pytest.mark.parametrize(

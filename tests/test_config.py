@@ -1,6 +1,9 @@
+import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from poseguard_lib.config import PROFILES, ConfigError, load_profile
+from poseguard_lib.io import replace_rows
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -60,3 +63,23 @@ def test_device_description_names_the_cpu_and_its_threads():
     threads = torch.get_num_threads()
     text = device_description("cpu")
     assert text.startswith("CPU: ") and text.endswith(f"{threads} thread{'' if threads == 1 else 's'})")
+
+
+def test_with_changes_changes_one_section_and_validates():
+    config = load_profile("tiny")
+    longer = config.with_changes("train", stage1_steps=config.train.stage1_steps + 1)
+    assert longer.train.stage1_steps == config.train.stage1_steps + 1
+    assert longer.model_dump(exclude={"train"}) == config.model_dump(exclude={"train"})
+    with pytest.raises(ValidationError, match="stage1_steps"):
+        config.with_changes("train", stage1_steps=-1)
+    with pytest.raises(ValidationError, match="colour"):
+        config.with_changes("sampling", colour="red")
+
+
+def test_replace_rows_keeps_other_variants_and_replaces_a_rerun(tmp_path):
+    path = tmp_path / "table.csv"
+    replace_rows(path, pd.DataFrame({"steps": [8000, 8000], "model": ["b", "a"], "ssim": [0.1, 0.2]}), "steps", ["steps"])
+    replace_rows(path, pd.DataFrame({"steps": [5000], "model": ["a"], "ssim": [0.3]}), "steps", ["steps"])
+    table = replace_rows(path, pd.DataFrame({"steps": [8000], "model": ["a"], "ssim": [0.4]}), "steps", ["steps", "model"])
+    assert table.to_dict("list") == {"steps": [5000, 8000], "model": ["a", "a"], "ssim": [0.3, 0.4]}
+    assert pd.read_csv(path).equals(table)

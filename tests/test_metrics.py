@@ -38,7 +38,7 @@ from poseguard_lib.metrics import (
     starred_metrics,
 )
 from poseguard_lib.metrics import canonical, synthetic
-from poseguard_lib.metrics.image import ssim_by_texture
+from poseguard_lib.metrics.image import ssim_by_texture, subpixel_pattern
 from poseguard_lib.metrics.clips import clip_features
 from poseguard_lib.metrics.extractors import MetricExtractors
 from poseguard_lib.reporting import BASELINE_METHOD, paper_table, table1_method, versus_baseline
@@ -119,6 +119,19 @@ def test_ssim_matches_scikit_image(shape):
     ]
     assert ssim(pred, target, per_frame=True).numpy() == pytest.approx(reference, abs=1e-4)
     assert ssim(pred, target) == pytest.approx(np.mean(reference), abs=1e-4)
+
+
+def test_subpixel_pattern_finds_an_offset_repeated_in_every_patch():
+    target = 0.2 + 0.6 * smooth_frames(3, 16, 16, seed=7)  # room for the offsets inside [0, 1]
+    offsets = torch.tensor([0.02, -0.01, 0.0, -0.01])  # one per position of a 2×2 patch
+    grid = offsets.view(2, 2).repeat(8, 8)
+    pattern = subpixel_pattern(target + grid, target, patch=2)
+    assert pattern.shape == (3, 3, 4)
+    assert torch.allclose(pattern, (offsets - offsets.mean()).double().expand(3, 3, 4), atol=1e-7)
+    shifted = subpixel_pattern(target + 0.05, target, patch=2)  # a brightness change is no pattern
+    assert shifted.abs().max() < 1e-7
+    with pytest.raises(ValueError, match="2×2 patches"):
+        subpixel_pattern(target[..., :15], target[..., :15], patch=2)
 
 
 def test_ssim_by_texture_splits_the_mean_and_finds_speckle_on_a_flat_wall():

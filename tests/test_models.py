@@ -11,7 +11,9 @@ from torch import nn
 from poseguard_lib.config import ConfigError, ModelSettings, SamplingSettings, load_profile
 from poseguard_lib.models import AnimateAnyone, PerFrameGroupNorm, build_model
 from poseguard_lib.models.components import ReferenceConditions
-from poseguard_lib.models.pipeline import GenerationInputError, context_windows, generate_images, generate_video
+from poseguard_lib.models.pipeline import (
+    GenerationInputError, balance_subpixel_phases, context_windows, generate_images, generate_video, initial_noise,
+)
 
 torch.set_num_threads(1)
 SIZE = 32
@@ -224,6 +226,32 @@ def test_generate_images_is_seeded_and_batch_independent(model):
     assert (a - c).abs().max() > 1e-2
     single = generate_images(model, references[0], poses[:2], SAMPLING, seed=7, progress=False)
     assert single.shape == (2, 3, SIZE, SIZE)
+
+
+def test_balanced_noise_has_equal_patch_position_means_and_keeps_the_rest():
+    noise = torch.randn((2, 12, 5, 8, 8), generator=torch.Generator().manual_seed(0))  # (B, 3 colours · 2², T, h, w)
+    balanced = balance_subpixel_phases(noise, patch=2)
+    by_position = balanced.unflatten(1, (3, 4)).mean((-2, -1))  # (B, 3, 4, T)
+    assert torch.allclose(by_position, by_position[:, :, :1].expand_as(by_position), atol=1e-6)
+    colour_means = (x.unflatten(1, (3, 4)).mean((2, -2, -1)) for x in (noise, balanced))
+    assert torch.allclose(*colour_means, atol=1e-6)
+    removed = noise - balanced  # one constant per frame, colour and position: nothing else changes
+    assert torch.allclose(removed, removed[..., :1, :1].expand_as(removed), atol=1e-6)
+    assert torch.allclose(balance_subpixel_phases(balanced, patch=2), balanced, atol=1e-6)
+
+
+def test_balanced_noise_is_opt_in_and_needs_pixel_patches(model, settings):
+    balanced = SAMPLING.model_copy(update={"balanced_subpixel_noise": True})
+    assert "balanced_subpixel_noise" not in SAMPLING.cache_record()  # outputs cached before the option keep their keys
+    assert balanced.cache_record()["balanced_subpixel_noise"] is True
+    shape = (1, model.denoising_unet.config.in_channels, SIZE // 2, SIZE // 2)
+    assert not torch.equal(initial_noise(model, shape, 0, SAMPLING), initial_noise(model, shape, 0, balanced))
+    references, poses = _images(2, seed=5), _images(2, seed=6)
+    first, again = (generate_images(model, references, poses, balanced, seed=3, progress=False) for _ in range(2))
+    assert torch.equal(first, again)
+    unpatched = build_model(settings.model_copy(update={"pixel_patch_size": 1}), seed=0)
+    with pytest.raises(ValueError, match="pixel_patch_size > 1"):
+        generate_images(unpatched, references, poses, balanced, seed=3, progress=False)
 
 
 def test_context_windows_cover_every_frame():

@@ -14,6 +14,7 @@ averages the border too, which differs by about 1e-4 to 1e-3.)
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from poseguard_lib.metrics.checks import check_pair
@@ -98,3 +99,19 @@ def ssim_by_texture(pred: torch.Tensor, target: torch.Tensor, flat_variance: flo
         "textured": windows[~flat].mean().item() if (~flat).any() else float("nan"),
         "flat_pred_std": pred_variance[flat].clamp(min=0).sqrt().mean().item() if flat.any() else float("nan"),
     }
+
+
+def subpixel_pattern(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
+    """(N, 3, patch²): per frame and colour, the mean error ``pred - target`` at each position of a
+    ``patch``×``patch`` pixel patch, less its mean over the positions.
+
+    Why: a pixel-space generator that sees images as patches stacked into channels can paint one
+    offset per patch position over the whole frame, a fine grid pattern that SSIM reads as texture
+    on a flat wall; this is the part of the error that repeats in every patch.
+    """
+    check_pair(pred, target)
+    if pred.shape[-1] % patch or pred.shape[-2] % patch:
+        raise ValueError(f"frames of {tuple(pred.shape[-2:])} do not split into {patch}×{patch} patches")
+    error = pred.double() - target.double()
+    by_position = F.pixel_unshuffle(error, patch).unflatten(1, (error.shape[1], patch**2)).mean((-2, -1))
+    return by_position - by_position.mean(2, keepdim=True)

@@ -89,8 +89,25 @@ def _guided_prediction(model, latents, t, conditions, pose_features, guidance_sc
     return prediction
 
 
-def _noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+def balance_subpixel_phases(noise: torch.Tensor, patch: int) -> torch.Tensor:
+    """``noise`` (B, colours·patch², [T,] h, w) with each frame's mean made equal across the patch positions.
+
+    The Gaussian conditioned on those differences being zero: the projection that removes them
+    leaves every other direction of the draw untouched (each colour keeps its mean).
+    """
+    grouped = noise.unflatten(1, (noise.shape[1] // patch**2, patch**2))  # pixel_unshuffle's channel order
+    position_means = grouped.mean((-2, -1), keepdim=True)
+    return (grouped - position_means + position_means.mean(2, keepdim=True)).flatten(1, 2)
+
+
+def initial_noise(model: AnimateAnyone, shape: tuple[int, ...], seed: int, sampling: SamplingSettings) -> torch.Tensor:
+    """The seeded starting noise of a request, sub-pixel balanced when ``sampling`` asks for it."""
+    noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+    if not sampling.balanced_subpixel_noise:
+        return noise
+    if model.vae is not None or model.downscale == 1:
+        raise ValueError("balanced_subpixel_noise applies to pixel-space models with pixel_patch_size > 1 only")
+    return balance_subpixel_phases(noise, model.downscale)
 
 
 @torch.no_grad()
@@ -120,7 +137,7 @@ def generate_images(
     scheduler = sampling_scheduler(model, sampling)
     n, channels = poses.shape[0], model.denoising_unet.config.in_channels
     height, width = (side // model.downscale for side in poses.shape[-2:])
-    noise = _noise((n, channels, height, width), seed)
+    noise = initial_noise(model, (n, channels, height, width), seed, sampling)
     outputs = []
     bar = tqdm(total=n * len(scheduler.timesteps), desc="sampling images", unit="step", disable=not progress)
     for start in range(0, n, batch_size):
@@ -176,7 +193,8 @@ def generate_video(
     scheduler = sampling_scheduler(model, sampling)
     frames, channels = poses.shape[0], model.denoising_unet.config.in_channels
     height, width = (side // model.downscale for side in poses.shape[-2:])
-    latents = _noise((1, channels, frames, height, width), seed).to(model.device) * scheduler.init_noise_sigma
+    latents = initial_noise(model, (1, channels, frames, height, width), seed, sampling).to(model.device)
+    latents = latents * scheduler.init_noise_sigma
     reference_conditions = model.reference_conditions(reference[None])
     pose_features = model.pose_features(poses)
     windows = context_windows(frames, sampling.context_frames, sampling.context_overlap)
