@@ -15,10 +15,10 @@ import torch
 
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.io import write_csv
-from poseguard_lib.metrics.image import psnr, ssim, ssim_by_texture
+from poseguard_lib.metrics.image import psnr, ssim
 from poseguard_lib.models.pipeline import generate_video
 from poseguard_lib.models.training import load_or_train_base_model
-from poseguard_lib.study import benign_eval_set, cached_generation, reference_copies
+from poseguard_lib.study import benign_eval_set, cached_generation, reference_copies, texture_columns
 
 N_VIDEOS = 4
 VARIANTS = {
@@ -37,9 +37,7 @@ truth = torch.cat(eval_set.ground_truth[:N_VIDEOS])
 
 
 def row(name: str, outputs: torch.Tensor) -> dict:
-    split = ssim_by_texture(outputs, truth)
-    return {"setting": name, "ssim": ssim(outputs, truth), "ssim_flat": split["flat"], "ssim_textured": split["textured"],
-            "flat_share": split["flat_share"], "flat_output_std": split["flat_pred_std"], "psnr": psnr(outputs, truth)}
+    return {"setting": name, "ssim": ssim(outputs, truth), **texture_columns(outputs, truth), "psnr": psnr(outputs, truth)}
 
 
 copies = torch.cat(reference_copies(eval_set)[:N_VIDEOS])

@@ -22,11 +22,11 @@ import torch
 
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.io import replace_rows
-from poseguard_lib.metrics.image import ssim_by_texture, subpixel_pattern
+from poseguard_lib.metrics.image import subpixel_pattern
 from poseguard_lib.models.pipeline import balance_subpixel_phases, initial_noise
 from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.reporting import frame_grid, save_figure, to_uint8
-from poseguard_lib.study import base_quality, benign_eval_set, generate_benign, reference_copies
+from poseguard_lib.study import base_quality, benign_eval_set, generate_benign, reference_copies, texture_columns
 
 TABLE = Path("results/small/base_model/subpixel_speckle.csv")
 
@@ -56,26 +56,24 @@ def starting_noise_pattern() -> torch.Tensor:
     return torch.cat(patterns).double()
 
 
+noise_pattern = starting_noise_pattern().flatten().numpy()  # the plain noise's, which balancing removes
 rows, first_frames = [], {}
 for balanced in (False, True):
     generated = generate_benign(model, eval_set, config.with_changes("sampling", balanced_subpixel_noise=balanced))
-    quality = base_quality(generated, eval_set)
+    quality = base_quality(generated, eval_set).to_dict("records")
     first_frames["balanced noise" if balanced else "plain noise"] = generated[0][0]
     if balanced:  # copying the reference and the ground truth do not depend on the sampling
-        quality = quality[quality.model == "generator"]
-    for name, videos in zip(quality.model, (generated, reference_copies(eval_set), eval_set.ground_truth)):
+        quality = quality[:1]
+    for record, videos in zip(quality, (generated, reference_copies(eval_set), eval_set.ground_truth)):
         frames = torch.cat(videos)
-        split = ssim_by_texture(frames, truth)
         pattern = subpixel_pattern(frames, truth, patch)
-        row = {"model": name, "balanced_subpixel_noise": balanced, "ssim_flat": split["flat"],
-               "ssim_textured": split["textured"], "flat_share": split["flat_share"],
-               "flat_output_std": split["flat_pred_std"], "subpixel_pattern_rms": pattern.pow(2).mean().sqrt().item()}
-        if name == "generator":
-            noise_pattern = starting_noise_pattern()
-            x, y = noise_pattern.flatten().numpy(), pattern.flatten().numpy()
-            row["pattern_noise_correlation"] = np.corrcoef(x, y)[0, 1]
-            row["pattern_share_of_noise"] = float((x * y).sum() / (x * x).sum()) if x.any() else float("nan")
-        rows.append(quality[quality.model == name].iloc[0].to_dict() | row)
+        record |= {"balanced_subpixel_noise": balanced, **texture_columns(frames, truth),
+                   "subpixel_pattern_rms": pattern.pow(2).mean().sqrt().item()}
+        if record["model"] == "generator":
+            y = pattern.flatten().numpy()
+            record["pattern_noise_correlation"] = np.corrcoef(noise_pattern, y)[0, 1]
+            record["pattern_share_of_noise"] = float((noise_pattern * y).sum() / (noise_pattern**2).sum())
+        rows.append(record)
 
 rows = pd.DataFrame(rows).assign(stage1_steps=config.train.stage1_steps, training_key=training_key(config),
                                  profile=config.profile)

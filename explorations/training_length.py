@@ -15,13 +15,13 @@ budget replace that budget's earlier rows in the table.
 import argparse
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.io import replace_rows
-from poseguard_lib.metrics.image import ssim_by_texture
 from poseguard_lib.models.training import load_or_train_base_model, training_key
-from poseguard_lib.study import base_quality, benign_eval_set, generate_benign, reference_copies
+from poseguard_lib.study import base_quality, benign_eval_set, generate_benign, reference_copies, texture_columns
 
 TABLE = Path("results/small/base_model/training_length.csv")
 
@@ -38,11 +38,9 @@ generated = generate_benign(model, eval_set, config)
 quality = base_quality(generated, eval_set, name="generator")
 truth = torch.cat(eval_set.ground_truth)
 # in base_quality's row order: the generator, copying the reference, the ground truth
-splits = [ssim_by_texture(torch.cat(frames), truth)
-          for frames in (generated, reference_copies(eval_set), eval_set.ground_truth)]
-rows = quality.assign(
-    ssim_flat=[s["flat"] for s in splits], ssim_textured=[s["textured"] for s in splits],
-    flat_share=[s["flat_share"] for s in splits], flat_output_std=[s["flat_pred_std"] for s in splits],
+splits = pd.DataFrame([texture_columns(torch.cat(frames), truth)
+                       for frames in (generated, reference_copies(eval_set), eval_set.ground_truth)])
+rows = pd.concat([quality, splits], axis=1).assign(
     stage1_steps=args.stage1_steps, final_stage1_loss=history[history.stage == 1].loss.tail(250).mean(),
     training_seconds=history.seconds.sum(), training_key=training_key(config), profile=config.profile,
 )

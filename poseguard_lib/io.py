@@ -113,8 +113,10 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 def replace_rows(path: str | os.PathLike, rows: pd.DataFrame, key: str, sort_by: list[str]) -> pd.DataFrame:
     """Write ``rows`` into the CSV table at ``path`` in place of its rows with the same ``key`` values
     (a rerun of one variant of an exploration leaves the others' rows), sorted; returns the table."""
-    earlier = pd.read_csv(path) if Path(path).exists() else pd.DataFrame(columns=rows.columns)
-    kept = earlier[~earlier[key].isin(rows[key])]
-    table = pd.concat([kept, rows], ignore_index=True).sort_values(sort_by, kind="stable", ignore_index=True)
+    table = rows
+    if Path(path).exists():
+        earlier = pd.read_csv(path)
+        table = pd.concat([earlier[~earlier[key].isin(rows[key])], rows], ignore_index=True)
+    table = table.sort_values(sort_by, kind="stable", ignore_index=True)
     write_csv(path, table)
     return table

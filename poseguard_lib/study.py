@@ -32,7 +32,7 @@ from poseguard_lib.data.synthetic import ImagePairDataset, SyntheticVideo, build
 from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_frames, safe_target
 from poseguard_lib.io import atomic_path, cache_dir, sha256_json, sha256_tensors
 from poseguard_lib.metrics.evaluate import ModelOutputs, evaluate_models
-from poseguard_lib.metrics.image import psnr, ssim
+from poseguard_lib.metrics.image import psnr, ssim, ssim_by_texture
 from poseguard_lib.models.pipeline import generate_images, generate_video
 from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.pose.draw import condition_image
@@ -171,6 +171,14 @@ def quality_row(name: str, outputs: list[torch.Tensor], eval_set: BenignEvalSet)
 def reference_copies(eval_set: BenignEvalSet) -> list[torch.Tensor]:
     """The copy-the-reference baseline: each video's reference repeated for every frame."""
     return [reference.expand_as(video) for reference, video in zip(eval_set.references, eval_set.ground_truth)]
+
+
+def texture_columns(frames: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """:func:`~poseguard_lib.metrics.image.ssim_by_texture` under the column names of the tables that
+    split SSIM between the wall and the figure (the speckle's size: ``flat_output_std``)."""
+    split = ssim_by_texture(frames, truth)
+    return {"ssim_flat": split["flat"], "ssim_textured": split["textured"], "flat_share": split["flat_share"],
+            "flat_output_std": split["flat_pred_std"]}
 
 
 def base_quality(generated: list[torch.Tensor], eval_set: BenignEvalSet, name: str = "generator") -> pd.DataFrame:
