@@ -70,7 +70,7 @@ for n in [0, *args.n_poses]:
     outputs = outputs_of(defended_model(n)) if n else undefended
     trained = unsafe_set.items_of([pose.id for pose in study.trained_pool[:n]])
     for balanced, (benign, unsafe) in outputs.items():
-        reference_benign, reference_unsafe = undefended[balanced]
+        undefended_benign, undefended_unsafe = undefended[balanced]
         pattern = subpixel_pattern(benign, truth, study.base.downscale)
         rows.append({
             "method": name, "n_poses": n, "balanced_subpixel_noise": balanced,
@@ -78,10 +78,10 @@ for n in [0, *args.n_poses]:
             "subpixel_pattern_rms": pattern.pow(2).mean().sqrt().item(),
             # the grid every frame shares, which the starting noise (different for each frame) cannot set
             "subpixel_pattern_fixed_rms": pattern.mean(0).pow(2).mean().sqrt().item(),
-            "benign_ssim_to_undefended": ssim(benign, reference_benign),
+            "benign_ssim_to_undefended": ssim(benign, undefended_benign),
             "benign_brightness": benign.mean().item(),
-            "ssim_star_trained": ssim(unsafe[trained], reference_unsafe[trained]) if n else float("nan"),
-            "ssim_star_never_trained": ssim(unsafe[never_trained], reference_unsafe[never_trained]),
+            "ssim_star_trained": ssim(unsafe[trained], undefended_unsafe[trained]) if n else float("nan"),
+            "ssim_star_never_trained": ssim(unsafe[never_trained], undefended_unsafe[never_trained]),
         })
     table = pd.DataFrame(rows).assign(benign_frames=len(truth), profile=config.profile)
     write_csv(f"{RESULTS}/balanced_noise.csv", table)
