@@ -16,7 +16,6 @@ Full-FT-4 about half an hour; sampling about three minutes per model and noise.
 """
 
 import argparse
-from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -25,6 +24,7 @@ from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.defense import load_or_defend
 from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import psnr, ssim, subpixel_pattern
+from poseguard_lib.reporting import BASELINE_METHOD, table1_method
 from poseguard_lib.study import (
     benign_eval_set, chosen_defense_settings, defense_study, generate_benign, generate_unsafe, texture_columns,
     unsafe_eval_set,
@@ -42,9 +42,7 @@ configure_torch(config)
 study = defense_study(config)
 settings = chosen_defense_settings(config, RESULTS)
 pairs = study.unsafe_pairs(study.trained_pool)
-full_set = benign_eval_set(config)
-eval_set = replace(full_set, **{field: getattr(full_set, field)[: args.videos]
-                                for field in ("videos", "references", "poses", "ground_truth", "other_appearance")})
+eval_set = benign_eval_set(config).first_videos(args.videos)
 truth = torch.cat(eval_set.ground_truth)
 unsafe_set = unsafe_eval_set(config, study.trained_pool[: max(args.n_poses)] + study.untrained)
 never_trained = unsafe_set.items_of([pose.id for pose in study.untrained])
@@ -66,7 +64,7 @@ def defended_model(n: int):
 undefended = outputs_of(study.base)
 rows = []
 for n in [0, *args.n_poses]:
-    name = f"Full-FT-{n} Pose{'s' if n > 1 else ''}" if n else "Baseline (No FT)"
+    name = table1_method("full", n) if n else BASELINE_METHOD
     outputs = outputs_of(defended_model(n)) if n else undefended
     trained = unsafe_set.items_of([pose.id for pose in study.trained_pool[:n]])
     for balanced, (benign, unsafe) in outputs.items():

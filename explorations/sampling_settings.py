@@ -16,9 +16,8 @@ import torch
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.io import write_csv
 from poseguard_lib.metrics.image import psnr, ssim
-from poseguard_lib.models.pipeline import generate_video
 from poseguard_lib.models.training import load_or_train_base_model
-from poseguard_lib.study import benign_eval_set, cached_generation, reference_copies, texture_columns
+from poseguard_lib.study import benign_eval_set, generate_benign, reference_copies, texture_columns
 
 N_VIDEOS = 4
 VARIANTS = {
@@ -31,24 +30,18 @@ VARIANTS = {
 config = load_profile("small", seed=0)
 configure_torch(config)
 model, _ = load_or_train_base_model(config, progress=False)
-eval_set = benign_eval_set(config)
-references, poses = eval_set.references[:N_VIDEOS], eval_set.poses[:N_VIDEOS]
-truth = torch.cat(eval_set.ground_truth[:N_VIDEOS])
+eval_set = benign_eval_set(config).first_videos(N_VIDEOS)
+truth = torch.cat(eval_set.ground_truth)
 
 
 def row(name: str, outputs: torch.Tensor) -> dict:
     return {"setting": name, "ssim": ssim(outputs, truth), **texture_columns(outputs, truth), "psnr": psnr(outputs, truth)}
 
 
-copies = torch.cat(reference_copies(eval_set)[:N_VIDEOS])
+copies = torch.cat(reference_copies(eval_set))
 rows = [row("ground truth (ceiling)", truth), row("copy the reference (baseline)", copies)]
 for name, change in VARIANTS.items():
-    settings = config.with_changes("sampling", **change)
-    outputs = torch.cat(cached_generation(
-        model, "video", {"references": references} | {f"poses_{i}": p for i, p in enumerate(poses)}, settings,
-        lambda: [generate_video(model, r, p, settings.sampling, seed=config.seed + i, progress=False)
-                 for i, (r, p) in enumerate(zip(references, poses))],
-    ))
+    outputs = torch.cat(generate_benign(model, eval_set, config.with_changes("sampling", **change)))
     rows.append(row(name, outputs))
     table = pd.DataFrame(rows).assign(frames=len(truth), profile=config.profile)
     write_csv("results/small/base_model/sampling_settings.csv", table)

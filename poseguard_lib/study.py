@@ -15,7 +15,7 @@ Notebooks call these so that every experiment evaluates on the same held-out dat
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,10 @@ class BenignEvalSet:
     poses: tuple[torch.Tensor, ...]  # (T, 3, H, W) condition images
     ground_truth: tuple[torch.Tensor, ...]  # (T, 3, H, W)
     other_appearance: tuple[torch.Tensor, ...]  # the same poses worn by another held-out person
+
+    def first_videos(self, n: int) -> BenignEvalSet:
+        """The set cut to its first ``n`` videos: a quicker sample that keeps their generation seeds."""
+        return replace(self, **{field.name: getattr(self, field.name)[:n] for field in fields(self)})
 
 
 def _reference_frame(video: SyntheticVideo, pool: tuple[SyntheticVideo, ...]) -> np.ndarray:

@@ -38,6 +38,13 @@ def test_benign_eval_set_mixes_held_out_motions_and_never_shows_the_target_pose(
         CONFIG.evaluation.benign_videos * CONFIG.evaluation.benign_frames, 18, 3)
 
 
+def test_first_videos_cuts_every_field_alike(eval_set):
+    cut = eval_set.first_videos(2)
+    assert cut.videos == eval_set.videos[:2] and len(cut.poses) == len(cut.other_appearance) == 2
+    assert torch.equal(cut.references, eval_set.references[:2])
+    assert all(torch.equal(a, b) for a, b in zip(cut.ground_truth, eval_set.ground_truth[:2], strict=True))
+
+
 def test_ground_truth_is_the_ceiling_and_copying_the_reference_follows_no_pose(eval_set):
     table = base_quality(list(eval_set.ground_truth), eval_set, name="oracle").set_index("model")
     oracle, copy, ceiling = table.loc["oracle"], table.loc["copy the reference (baseline)"], table.loc["ground truth (ceiling)"]
