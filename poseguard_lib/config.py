@@ -255,6 +255,10 @@ class DefenseSettings(Section):
     fine-tuning at that rate (:func:`poseguard_lib.study.select_setting`; empty: no choice, use the setting).
     ``lr_schedule``: ``constant``, or ``cosine`` to anneal every phase's rate to zero over its steps
     (as stage 1 does: a model left at a constant rate keeps some sampling noise).
+    ``per_position_noise_offset`` (pixel-space models): draw the training noise's offset per colour
+    *and* pixel-patch position, painting 2×2 patterns into it, where the base's training shares one
+    value among a colour's positions. The small profile's committed defenses were trained this way,
+    before the defense drew its noise as the base's training does; true reproduces them.
     ``n_poses``: the numbers of unsafe poses the study defends against (Table 1).
     """
 
@@ -268,6 +272,7 @@ class DefenseSettings(Section):
     learning_rate: float = Field(gt=0)
     lora_learning_rate: float | None = Field(default=None, gt=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    per_position_noise_offset: bool = False
     lora_lr_candidates: tuple[float, ...] = ()
     full_lr_candidates: tuple[float, ...] = ()
     safety_weight_candidates: tuple[float, ...] = ()

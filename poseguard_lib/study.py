@@ -32,7 +32,7 @@ from poseguard_lib.data.synthetic import ImagePairDataset, SyntheticVideo, build
 from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_frames, safe_target
 from poseguard_lib.io import atomic_path, cache_dir, sha256_json, sha256_tensors
 from poseguard_lib.metrics.evaluate import ModelOutputs, evaluate_models
-from poseguard_lib.metrics.image import psnr, ssim, ssim_by_texture
+from poseguard_lib.metrics.image import psnr, ssim, ssim_by_texture, subpixel_pattern
 from poseguard_lib.models.pipeline import generate_images, generate_video
 from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.pose.draw import condition_image
@@ -183,6 +183,28 @@ def texture_columns(frames: torch.Tensor, truth: torch.Tensor) -> dict[str, floa
     split = ssim_by_texture(frames, truth)
     return {"ssim_flat": split["flat"], "ssim_textured": split["textured"], "flat_share": split["flat_share"],
             "flat_output_std": split["flat_pred_std"]}
+
+
+def sampled_defense_summary(benign: torch.Tensor, unsafe: torch.Tensor, undefended: tuple[torch.Tensor, torch.Tensor],
+                            truth: torch.Tensor, trained: torch.Tensor, never_trained: torch.Tensor,
+                            patch: int) -> dict[str, float]:
+    """One model's benign frames and unsafe images beside the undefended model's ``(benign, unsafe)``
+    from the same noise: benign quality against ``truth`` (split between the wall and the figure),
+    the 2×2 grid of ``patch``-pixel patches (:func:`~poseguard_lib.metrics.image.subpixel_pattern`)
+    and the part of it every frame shares, which the starting noise (different for each frame) cannot
+    set; agreement with the undefended outputs; SSIM* on the ``trained`` and ``never_trained`` unsafe
+    items (NaN where no pose was trained)."""
+    undefended_benign, undefended_unsafe = undefended
+    pattern = subpixel_pattern(benign, truth, patch)
+    return {
+        "ssim": ssim(benign, truth), "psnr": psnr(benign, truth), **texture_columns(benign, truth),
+        "subpixel_pattern_rms": pattern.pow(2).mean().sqrt().item(),
+        "subpixel_pattern_fixed_rms": pattern.mean(0).pow(2).mean().sqrt().item(),
+        "benign_ssim_to_undefended": ssim(benign, undefended_benign),
+        "benign_brightness": benign.mean().item(),
+        "ssim_star_trained": ssim(unsafe[trained], undefended_unsafe[trained]) if trained.numel() else float("nan"),
+        "ssim_star_never_trained": ssim(unsafe[never_trained], undefended_unsafe[never_trained]),
+    }
 
 
 def base_quality(generated: list[torch.Tensor], eval_set: BenignEvalSet, name: str = "generator") -> pd.DataFrame:

@@ -40,7 +40,7 @@ from poseguard_lib.defense.lora import (
 from poseguard_lib.models import build_model
 from poseguard_lib.models.components import AnimateAnyone
 from poseguard_lib.models.pipeline import generate_images
-from poseguard_lib.models.training import load_or_train_base_model
+from poseguard_lib.models.training import ImageObjective, load_or_train_base_model
 from poseguard_lib.pose.draw import condition_image
 from poseguard_lib.pose.transforms import random_crop
 
@@ -355,6 +355,31 @@ def test_cosine_schedule_anneals_every_step_and_enters_the_fingerprint(model, pa
     assert fingerprint(steps=2) == fingerprint(steps=3)  # a constant-rate run may be continued
     assert fingerprint(steps=2, lr_schedule="cosine") != fingerprint(steps=3, lr_schedule="cosine")
     assert fingerprint(steps=2, lr_schedule="cosine") != fingerprint(steps=2)
+
+
+@pytest.mark.parametrize("per_position", [False, True])
+def test_defense_draws_the_noise_offset_as_the_base_was_trained(model, pairs, benign, monkeypatch, per_position):
+    """Stage 1 shares one offset among a colour's pixel-patch positions; so does the defense, unless
+    ``per_position_noise_offset`` asks for the 2×2 patterns the committed small defenses trained with."""
+    seen = []
+    real_forward = ImageObjective.forward
+
+    def recording_forward(self, **batch):
+        seen.append(batch["noise"])
+        return real_forward(self, **batch)
+
+    monkeypatch.setattr(ImageObjective, "forward", recording_forward)
+    train = PROFILE.train.model_copy(update={"noise_offset": 10.0})  # the offset dominates the noise
+    settings = _settings(steps=1, per_position_noise_offset=per_position)
+    defend(model, pairs, benign, settings, train, strategy="full", progress=False)
+    image = torch.nn.functional.pixel_shuffle(torch.cat(seen), model.downscale)
+    colour_means = image.mean(dim=(2, 3))
+    position_means = torch.stack([image[:, :, i::2, j::2].mean(dim=(2, 3)) for i in (0, 1) for j in (0, 1)])
+    patterned = (position_means - colour_means).abs().max() > 2.0
+    assert bool(patterned) == per_position
+    fingerprint = lambda flag: defense_fingerprint(model, pairs, benign, _settings(per_position_noise_offset=flag),
+                                                   PROFILE.train, "full", 0)
+    assert fingerprint(True) != fingerprint(False)
 
 
 def test_a_failed_save_leaves_nothing_behind(model, pairs, tmp_path, monkeypatch):

@@ -15,8 +15,8 @@ from poseguard_lib.metrics.synthetic import ClipNetwork, ImageNetwork, Synthetic
 from poseguard_lib.models.training import training_key
 from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_setting,
                                  chosen_defense_settings, colour_transfer, defense_study, generate_benign,
-                                 inference_cost, pose_roles, select_setting, table1_rows, timed_rounds,
-                                 unsafe_eval_set, unsafe_order, validation_set)
+                                 inference_cost, pose_roles, sampled_defense_summary, select_setting, table1_rows,
+                                 timed_rounds, unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -222,6 +222,27 @@ def test_table1_rows_measure_defense_on_the_trained_poses_only(eval_set):
     blacked_out = defense_row(poses[0])
     assert blacked_out.ssim_star < 0.1 and blacked_out.safe_target_rmse < 1e-6
     assert defense_row(poses[1]).ssim_star == pytest.approx(1.0)
+
+
+def test_sampled_defense_summary_tells_a_grid_every_frame_shares_from_one_the_noise_paints():
+    truth = torch.full((6, 3, 16, 16), 0.5)
+    grid = torch.tensor([[0.02, -0.02], [-0.02, 0.02]]).repeat(8, 8)  # one 2×2 offset pattern over the frame
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]).view(6, 1, 1, 1)
+    unsafe = torch.rand(4, 3, 16, 16)
+    undefended = (truth, unsafe)
+    trained, never_trained = torch.tensor([0, 1]), torch.tensor([2, 3])
+
+    def summary(benign, defended_unsafe, trained_items):
+        return sampled_defense_summary(benign, defended_unsafe, undefended, truth, trained_items, never_trained, patch=2)
+
+    blacked_out = unsafe.clone()
+    blacked_out[trained] = 0
+    fixed = summary(truth + grid, blacked_out, trained)  # the same grid on every frame
+    flipping = summary(truth + signs * grid, unsafe, torch.tensor([], dtype=torch.long))  # its sign set per frame
+    assert fixed["subpixel_pattern_rms"] == pytest.approx(0.02) == pytest.approx(fixed["subpixel_pattern_fixed_rms"])
+    assert flipping["subpixel_pattern_rms"] == pytest.approx(0.02) and flipping["subpixel_pattern_fixed_rms"] < 1e-9
+    assert fixed["ssim_star_trained"] < 0.1 and fixed["ssim_star_never_trained"] == pytest.approx(1.0)
+    assert np.isnan(flipping["ssim_star_trained"]) and flipping["benign_ssim_to_undefended"] < 1
 
 
 def test_pose_roles_keep_validation_and_never_trained_poses_apart():

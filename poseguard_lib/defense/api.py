@@ -116,18 +116,18 @@ def _train_record(train: TrainSettings) -> dict:
 
 
 # ----------------------------------------------------------------------------- phases
-def _dual_loss(objective, benign, pairs, settings: DefenseSettings, train, shape, device, call=None):
+def _dual_loss(objective, benign, pairs, settings: DefenseSettings, train, noise_shape, device, call=None):
     """Eq. 1: L(benign batch) + λ·L(unsafe batch), both drawn from the step's generator."""
 
     def loss(generator):
-        benign_loss = batch_loss(objective, benign, settings.benign_batch, shape, train, generator, device, call)
-        unsafe_loss = batch_loss(objective, pairs, settings.unsafe_batch, shape, train, generator, device, call)
+        benign_loss = batch_loss(objective, benign, settings.benign_batch, noise_shape, train, generator, device, call)
+        unsafe_loss = batch_loss(objective, pairs, settings.unsafe_batch, noise_shape, train, generator, device, call)
         return benign_loss + settings.safety_weight * unsafe_loss
 
     return loss
 
 
-def _full_phase(work, objective, benign, pairs, settings, train, parts, shape, device) -> Phase:
+def _full_phase(work, objective, benign, pairs, settings, train, parts, noise_shape, device) -> Phase:
     params = {f"{part}.{n}": p for part in parts for n, p in getattr(work, part).named_parameters()}
 
     def prepare():
@@ -135,7 +135,7 @@ def _full_phase(work, objective, benign, pairs, settings, train, parts, shape, d
         for param in params.values():
             param.requires_grad_(True)
 
-    loss = _dual_loss(objective, benign, pairs, settings, train, shape, device)
+    loss = _dual_loss(objective, benign, pairs, settings, train, noise_shape, device)
     steps = settings.step_budget("full", len(pairs.pose_labels))
     return Phase("full", params, loss, steps, settings.rate_for("full"), train.weight_decay, prepare, settings.lr_schedule)
 
@@ -148,7 +148,7 @@ def _seeded_adapter(work: AnimateAnyone, name: str, rank: int, parts, seed: int)
         return add_adapter(work, name, rank, parts)
 
 
-def _adapter_phase(work, objective, pairs, name, strategy, settings, train, parts, shape, device, seed) -> Phase:
+def _adapter_phase(work, objective, pairs, name, strategy, settings, train, parts, noise_shape, device, seed) -> Phase:
     """Eq. 2: one adapter learns L(unsafe → safe) with every other adapter switched off."""
     params = _seeded_adapter(work, name, settings.lora_rank, parts, seed)
 
@@ -157,14 +157,15 @@ def _adapter_phase(work, objective, pairs, name, strategy, settings, train, part
         adapter_parameters(work, name, parts)
 
     def loss(generator):
-        return batch_loss(objective, pairs, settings.unsafe_batch, shape, train, generator, device)
+        return batch_loss(objective, pairs, settings.unsafe_batch, noise_shape, train, generator, device)
 
     steps = settings.step_budget(strategy, len(pairs.pose_labels))
     return Phase(f"adapter_{name}", params, loss, steps, settings.rate_for(strategy), train.weight_decay, prepare,
                  settings.lr_schedule)
 
 
-def _fusion_phase(work, objective, benign, pairs, names, settings, train, parts, shape, device) -> tuple[Phase, torch.Tensor]:
+def _fusion_phase(work, objective, benign, pairs, names, settings, train, parts, noise_shape,
+                  device) -> tuple[Phase, torch.Tensor]:
     """Eq. 3 with learned α: frozen adapters, W0 + Σ αᵢ sᵢ BᵢAᵢ through ``functional_call``."""
     alphas = torch.full((len(names),), 1.0 / len(names), device=device, requires_grad=True)
 
@@ -177,7 +178,7 @@ def _fusion_phase(work, objective, benign, pairs, names, settings, train, parts,
         set_adapters_enabled(work, parts, False)  # the LoRA path must not add itself a second time
         alphas.requires_grad_(True)
 
-    loss = _dual_loss(objective, benign, pairs, settings, train, shape, device, call)
+    loss = _dual_loss(objective, benign, pairs, settings, train, noise_shape, device, call)
     phase = Phase("fusion", {"fusion_weights": alphas}, loss, settings.fusion_steps, settings.fusion_learning_rate, 0.0, prepare,
                   settings.lr_schedule)
     return phase, alphas
@@ -225,6 +226,8 @@ def defense_fingerprint(model, pairs, benign, settings, train, strategy, seed) -
     # a constant rate is what every run before ``lr_schedule`` existed used: leaving it out keeps their outputs valid
     constant = settings.lr_schedule == "constant"
     left_out = _NOT_FINGERPRINTED | ({"lr_schedule"} if constant else set())
+    # likewise the per-position noise offset, which every run before that setting existed drew
+    left_out |= {"per_position_noise_offset"} if settings.per_position_noise_offset else set()
     # a cosine schedule depends on the budget, so a longer run cannot continue a shorter one
     budgets = {} if constant else {"step_budgets": _step_budgets(settings, strategy, pairs)}
     return sha256_json(
@@ -280,24 +283,27 @@ def defend(
     work.requires_grad_(False)
     device = work.device
     objective = ImageObjective(work, train)
-    shape = sample_shape(work, pairs)
+    noise_shape = sample_shape(work, pairs, settings.per_position_noise_offset)
 
     if strategy == "full":
-        phases = [_full_phase(work, objective, benign, pairs, settings, train, parts, shape, device)]
+        phases = [_full_phase(work, objective, benign, pairs, settings, train, parts, noise_shape, device)]
         adapters = {}
     elif strategy == "lora":
-        phases = [_adapter_phase(work, objective, pairs, LORA_ADAPTER, "lora", settings, train, parts, shape, device, seed)]
+        phases = [_adapter_phase(work, objective, pairs, LORA_ADAPTER, "lora", settings, train, parts, noise_shape, device,
+                                 seed)]
         adapters = {LORA_ADAPTER: list(pairs.pose_labels)}
     else:
         adapters = {f"pose_{i:02d}": [label] for i, label in enumerate(pairs.pose_labels)}
         phases = [
-            _adapter_phase(work, objective, pairs.for_pose(i), name, "fuse", settings, train, parts, shape, device, seed)
+            _adapter_phase(work, objective, pairs.for_pose(i), name, "fuse", settings, train, parts, noise_shape, device,
+                           seed)
             for i, name in enumerate(adapters)
         ]
     names = list(adapters)
     weights = [1.0 / len(names)] * len(names) if names else []  # lora: one adapter, weight 1
     if strategy == "fuse" and settings.fusion_steps > 0:
-        fusion, alphas = _fusion_phase(work, objective, benign, pairs, names, settings, train, parts, shape, device)
+        fusion, alphas = _fusion_phase(work, objective, benign, pairs, names, settings, train, parts, noise_shape,
+                                       device)
         phases.append(fusion)
 
     history = []
@@ -413,8 +419,9 @@ def fuse_adapters(
     if learn:
         work.train()
         objective = ImageObjective(work, train)
-        shape = sample_shape(work, pairs)
-        phase, alphas = _fusion_phase(work, objective, benign, pairs, names, settings, train, parts, shape, work.device)
+        noise_shape = sample_shape(work, pairs, settings.per_position_noise_offset)
+        phase, alphas = _fusion_phase(work, objective, benign, pairs, names, settings, train, parts, noise_shape,
+                                      work.device)
         history = run_phase(
             phase, train, seed=seed, device=work.device, checkpoint_dir=None,
             checkpoint_every=settings.checkpoint_every, fingerprint="", progress=progress,

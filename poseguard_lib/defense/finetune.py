@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from poseguard_lib.config import TrainSettings
 from poseguard_lib.io import atomic_dir, write_json
 from poseguard_lib.models.components import AnimateAnyone
-from poseguard_lib.models.training import draw_batch, learning_rate_factor
+from poseguard_lib.models.training import draw_batch, learning_rate_factor, noise_offset_group
 
 STATE_FILE = "state.json"
 TENSORS_FILE = "trainable.safetensors"
@@ -68,17 +68,30 @@ def step_generator(seed: int, phase: str, step: int) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(int(state))
 
 
-def sample_shape(model: AnimateAnyone, dataset) -> tuple[int, int, int]:
-    """Shape of one sample's noise in the model's diffusion space."""
+@dataclass(frozen=True)
+class NoiseShape:
+    """One sample's noise in the model's diffusion space: its shape, and how many channels share
+    one noise-offset value (:func:`poseguard_lib.models.training.draw_batch`)."""
+
+    dims: tuple[int, int, int]
+    offset_group: int
+
+
+def sample_shape(model: AnimateAnyone, dataset, per_position_offset: bool = False) -> NoiseShape:
+    """The noise of ``model``'s diffusion space for ``dataset``'s frames, offset as the model was
+    trained (``per_position_offset``: one offset value per channel, pixel-patch positions apart)."""
     height, width = dataset[0]["target"].shape[-2:]
     if height % model.size_multiple or width % model.size_multiple:
         raise ValueError(f"frames are {height}×{width}; this model needs sides that are multiples of {model.size_multiple}")
-    return (model.denoising_unet.config.in_channels, height // model.downscale, width // model.downscale)
+    dims = (model.denoising_unet.config.in_channels, height // model.downscale, width // model.downscale)
+    return NoiseShape(dims, 1 if per_position_offset else noise_offset_group(model))
 
 
-def batch_loss(objective, dataset, size: int, shape, train: TrainSettings, generator, device, call=None) -> torch.Tensor:
+def batch_loss(objective, dataset, size: int, noise_shape: NoiseShape, train: TrainSettings, generator, device,
+               call=None) -> torch.Tensor:
     """Stage 1's loss on ``size`` pairs drawn from ``dataset``; ``call(objective, batch)`` may replace the plain forward."""
-    batch = {k: v.to(device) for k, v in draw_batch(dataset, size, shape, train, generator).items()}
+    batch = draw_batch(dataset, size, noise_shape.dims, train, generator, noise_shape.offset_group)
+    batch = {k: v.to(device) for k, v in batch.items()}
     return objective(**batch) if call is None else call(objective, batch)
 
 

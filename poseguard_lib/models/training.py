@@ -136,6 +136,12 @@ def step_generator(seed: int, stage: Stage, step: int, process: int) -> torch.Ge
     return torch.Generator("cpu").manual_seed(int(state))
 
 
+def noise_offset_group(model: AnimateAnyone) -> int:
+    """How many channels of the diffusion space share one noise-offset value: a colour's pixel-patch
+    positions for a pixel-space model (see :func:`draw_batch`), else each channel its own."""
+    return 1 if model.vae is not None else model.downscale**2
+
+
 def draw_batch(
     dataset, batch_size: int, latent_shape: Sequence[int], settings: TrainSettings, generator, offset_group: int = 1
 ):
@@ -231,7 +237,7 @@ def train_stage(
         state = _read_state(resume_from)
         start, history = state["step"], state["history"]
     sample_shape = _latent_shape(model, dataset[0]["target"])
-    offset_group = 1 if model.vae is not None else model.downscale**2
+    offset_group = noise_offset_group(model)
 
     objective.train()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"stage {stage}", disable=not progress)
