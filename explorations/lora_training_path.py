@@ -39,12 +39,12 @@ configure_torch(config)
 study = defense_study(config)
 validation = validation_set(config, study.validation_poses, config.evaluation.validation_benign)
 pairs = study.unsafe_pairs(study.validation_poses)
-settings = config.defense  # as notebook 03 chose LoRA's rate (λ, which Eq. 2 does not use, not chosen yet)
 validation_cache = study.defense_cache / "validation"
 
 tables = []
 for steps, rates in PATHS.items():
-    budget = config.model_copy(update={"defense": settings.model_copy(update={"steps": steps})})
+    # the profile's defense settings, as when notebook 03 chose LoRA's rate (before λ, which Eq. 2 does not use)
+    budget = config.with_changes("defense", steps=steps)
     # notebook 03's budget shares notebook 03's selection cache; every other budget has its own folder
     cache = validation_cache if steps == config.defense.steps else validation_cache / f"steps-{steps}"
     tables.append(select_setting(study.base, pairs, None, budget, "lora", "learning_rate", rates, validation,
