@@ -215,6 +215,9 @@ def _history_frame(history: list[dict]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- entry points
 _NOT_FINGERPRINTED = {"checkpoint_every", "n_poses", "steps", "fusion_steps", "scale_steps_with_poses", "learning_rate",
                       "lora_learning_rate", "lora_lr_candidates", "full_lr_candidates", "safety_weight_candidates"}
+# settings added after defenses had been cached, with the value every earlier run used: a setting that
+# holds it is left out of the fingerprint, so those runs' outputs stay valid
+_SETTINGS_ADDED_LATER = {"lr_schedule": "constant", "per_position_noise_offset": True}
 
 
 def _step_budgets(settings: DefenseSettings, strategy: str, pairs: UnsafePairDataset) -> tuple[int, int]:
@@ -223,11 +226,9 @@ def _step_budgets(settings: DefenseSettings, strategy: str, pairs: UnsafePairDat
 
 def defense_fingerprint(model, pairs, benign, settings, train, strategy, seed) -> str:
     """What determines a defense run's result; checkpoints and cached outputs must match it."""
-    # a constant rate is what every run before ``lr_schedule`` existed used: leaving it out keeps their outputs valid
+    unchanged = {name for name, before in _SETTINGS_ADDED_LATER.items() if getattr(settings, name) == before}
+    left_out = _NOT_FINGERPRINTED | unchanged
     constant = settings.lr_schedule == "constant"
-    left_out = _NOT_FINGERPRINTED | ({"lr_schedule"} if constant else set())
-    # likewise the per-position noise offset, which every run before that setting existed drew
-    left_out |= {"per_position_noise_offset"} if settings.per_position_noise_offset else set()
     # a cosine schedule depends on the budget, so a longer run cannot continue a shorter one
     budgets = {} if constant else {"step_budgets": _step_budgets(settings, strategy, pairs)}
     return sha256_json(
