@@ -12,8 +12,8 @@ the part of it that every frame shares, and SSIM to the undefended model's outpu
 and SSIM* on the trained and the never-trained unsafe poses against the undefended model sampled the
 same way. So it answers whether the sampling fix keeps the defenses' suppression and their benign drop,
 and what the defense's offset does. The two offsets also draw different timesteps and condition drops
-from the same seed, so ``--seed-control`` trains the smallest pose count's pair again with another
-defense seed: the spread between two draws is the yardstick for the difference between the offsets.
+from the same seed, so ``--seed-control`` trains each pose count's pair again with another defense
+seed: the spread between two draws is the yardstick for the difference between the offsets.
 Writes its table after each model, and SSIM* pose by pose beside it (``defense_noise_per_pose.csv``). On
 a 2-core CPU: the base, if not cached, over an hour; each Full-FT-1 8 minutes, each Full-FT-4 about half
 an hour; sampling about four minutes per model and noise.
@@ -43,8 +43,8 @@ OFFSETS = {True: "per-position", False: "shared"}
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--n-poses", type=int, nargs="+", default=[1, 4], help="Full-FT pose counts to defend")
 parser.add_argument("--videos", type=int, default=4, help="held-out benign videos to sample (16 frames each)")
-parser.add_argument("--seed-control", type=int, help="also train the smallest pose count's defenses with this defense "
-                    "seed, both offsets: how far two trainings that differ only in their random draws fall apart")
+parser.add_argument("--seed-control", type=int, help="also train each pose count's defenses with this defense seed, "
+                    "both offsets: how far two trainings that differ only in their random draws fall apart")
 args = parser.parse_args()
 
 config = load_profile("small", seed=0)
@@ -79,7 +79,7 @@ def defended_model(n: int, per_position_offset: bool, seed: int):
 undefended = outputs_of(study.base)
 models = [(0, None, None), *((n, per_position, config.seed) for n in args.n_poses for per_position in (True, False))]
 if args.seed_control is not None:
-    models += [(min(args.n_poses), per_position, args.seed_control) for per_position in (True, False)]
+    models += [(n, per_position, args.seed_control) for n in args.n_poses for per_position in (True, False)]
 rows, per_pose = [], []
 for n, per_position, seed in models:
     name = table1_method("full", n) if n else BASELINE_METHOD
