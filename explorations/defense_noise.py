@@ -77,9 +77,9 @@ def defended_model(n: int, per_position_offset: bool, seed: int):
 
 
 undefended = outputs_of(study.base)
-models = [(0, None, None), *((n, per_position, config.seed) for n in args.n_poses for per_position in (True, False))]
-if args.seed_control is not None:
-    models += [(n, per_position, args.seed_control) for n in args.n_poses for per_position in (True, False)]
+seeds = [config.seed] if args.seed_control is None else [config.seed, args.seed_control]
+models = [(0, None, None),
+          *((n, per_position, seed) for seed in seeds for n in args.n_poses for per_position in (True, False))]
 rows, per_pose = [], []
 for n, per_position, seed in models:
     name = table1_method("full", n) if n else BASELINE_METHOD
