@@ -31,14 +31,11 @@ from poseguard_lib.defense import load_or_defend
 from poseguard_lib.io import write_csv
 from poseguard_lib.reporting import BASELINE_METHOD, table1_method
 from poseguard_lib.study import (
-    benign_eval_set, chosen_defense_settings, defense_study, generate_benign, generate_unsafe, sampled_defense_summary,
-    unsafe_eval_set,
+    NOISE_OFFSETS, benign_eval_set, chosen_defense_settings, defense_study, generate_benign, generate_unsafe,
+    sampled_defense_summary, unsafe_eval_set,
 )
 
 RESULTS = "results/small/effectiveness"
-# how a defense drew its training noise's offset: per colour and pixel-patch position (notebook 03's
-# committed defenses), or shared by a colour's positions as the base's training draws it
-OFFSETS = {True: "per-position", False: "shared"}
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--n-poses", type=int, nargs="+", default=[1, 4], help="Full-FT pose counts to defend")
@@ -70,10 +67,9 @@ def defended_model(n: int, per_position_offset: bool, seed: int):
     drawn per pixel-patch position (as notebook 03's cached defenses were) or as the base's training
     draws it, and its random draws from ``seed``; loaded from the cache or trained now."""
     chosen = settings.model_copy(update={"per_position_noise_offset": per_position_offset})
-    notebook_03s = per_position_offset == config.defense.per_position_noise_offset and seed == config.seed
-    folder = f"full-{n}" if notebook_03s else f"full-{n}-{OFFSETS[per_position_offset]}-offset-seed{seed}"
+    out_dir = study.defense_dir("full", n, seed, per_position_offset)
     return load_or_defend(study.base, pairs.subset(n), study.benign_pairs, chosen, config.train, strategy="full",
-                          seed=seed, out_dir=study.defense_cache / folder, progress=False).model
+                          seed=seed, out_dir=out_dir, progress=False).model
 
 
 undefended = outputs_of(study.base)
@@ -86,9 +82,10 @@ for n, per_position, seed in models:
     outputs = outputs_of(defended_model(n, per_position, seed)) if n else undefended
     trained = unsafe_set.items_of([pose.id for pose in study.trained_pool[:n]])
     roles = {"trained": study.trained_pool[:n], "never trained": study.untrained}
+    offset = NOISE_OFFSETS.get(per_position, "not defended")
     for balanced, (benign, unsafe) in outputs.items():
-        labels = {"method": name, "n_poses": n, "defense_noise_offset": OFFSETS.get(per_position, "not defended"),
-                  "defense_seed": seed, "balanced_subpixel_noise": balanced}
+        labels = {"method": name, "n_poses": n, "defense_noise_offset": offset, "defense_seed": seed,
+                  "balanced_subpixel_noise": balanced}
         rows.append(labels | sampled_defense_summary(benign, unsafe, undefended[balanced], truth, trained, never_trained,
                                                      study.base.downscale))
         per_pose.append(unsafe_set.per_pose(unsafe, undefended[balanced][1], roles).assign(**labels))

@@ -71,7 +71,7 @@ other_seed = generate_unsafe(study.base, eval_sets["pose"], config.model_copy(up
                              progress=True)
 defended = {}
 for n in DEFENDED_POSE_COUNTS:
-    cache = study.defense_cache / f"full-{n}"
+    cache = study.defense_dir("full", n)
     if not (cache / DEFENSE_FILE).is_file():
         print(f"no cached Full-FT-{n} under {cache}: its columns are left out (run notebook 03 first)")
         continue

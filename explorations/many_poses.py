@@ -12,9 +12,13 @@ reach SSIM* 0.25, output brightness, and the medians behind PSR (fraction of joi
 finds, their distance from the unsafe pose, and the share of items whose verdict differs from the
 undefended model's either way); pose by pose in ``poses_<n>_per_pose.csv``. The undefended row is
 this base model's. The tables are rewritten after each model, so a stopped run keeps what it finished.
+``--seed`` trains the same defenses with other random draws (which pairs each batch takes, timesteps,
+noise, condition drops), each in a cache folder of its own, so that one training's luck can be told
+from the configuration's.
 
     .venv/bin/python explorations/many_poses.py --n-poses 16
     .venv/bin/python explorations/many_poses.py --n-poses 32 --strategies lora   # LoRA only: about an hour
+    .venv/bin/python explorations/many_poses.py --n-poses 8 --strategies full --seed 1   # a second draw of Full-FT-8
 """
 
 import argparse
@@ -38,12 +42,16 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--n-poses", type=int, default=16, help="trained unsafe poses (the first n of the trained pool)")
 parser.add_argument("--strategies", nargs="+", choices=("lora", "full"), default=["lora", "full"],
                     help="defenses to train and measure, in this order")
+parser.add_argument("--seed", type=int, help="the defenses' random draws (default: notebook 03's seed); another seed "
+                    "trains replicates beside notebook 03's defenses and writes poses_<n>_seed<seed>*.csv")
 args = parser.parse_args()
 N_POSES = args.n_poses
 SUPPRESSED = 0.25  # issue 5's SSIM* target
 results = "results/small/effectiveness"
 
 config = load_profile("small", seed=0)
+defense_seed = config.seed if args.seed is None else args.seed
+table_name = f"poses_{N_POSES}" if defense_seed == config.seed else f"poses_{N_POSES}_seed{defense_seed}"
 configure_torch(config)
 study = defense_study(config)
 if not 0 < N_POSES <= len(study.trained_pool):
@@ -97,8 +105,8 @@ def save(rows: list[dict]) -> None:
     table = pd.DataFrame(rows).assign(benign_ssim_change=lambda t: t.ssim - t.ssim.iloc[0], **labels)
     first = ["method", "n_poses", *TABLE1_COLUMNS, "psr", "benign_ssim_change"]
     table = table[first + [c for c in table.columns if c not in first]]
-    write_csv(f"{results}/poses_{N_POSES}.csv", table)
-    write_csv(f"{results}/poses_{N_POSES}_per_pose.csv", pd.concat(per_pose, ignore_index=True).assign(**labels))
+    write_csv(f"{results}/{table_name}.csv", table)
+    write_csv(f"{results}/{table_name}_per_pose.csv", pd.concat(per_pose, ignore_index=True).assign(**labels))
     print(table.drop(columns=[c for c in table.columns if c.endswith(("_extractor", "_estimator"))]).round(4)
           .to_string(index=False), flush=True)
 
@@ -106,8 +114,8 @@ def save(rows: list[dict]) -> None:
 per_pose, rows = [], []
 for strategy in args.strategies:
     result = load_or_defend(study.base, pairs.subset(N_POSES), study.benign_pairs, settings, config.train,
-                            strategy=strategy, seed=config.seed, out_dir=study.defense_cache / f"{strategy}-{N_POSES}",
-                            progress=False)
+                            strategy=strategy, seed=defense_seed,
+                            out_dir=study.defense_dir(strategy, N_POSES, defense_seed), progress=False)
     method = table1_method(strategy, N_POSES)
     outputs = generate_benign(result.model, benign_set, config), generate_unsafe(result.model, unsafe_set, config)
     table = table1_rows(method, outputs, undefended, trained_ids, benign_set, unsafe_set, extractors, config)

@@ -33,7 +33,7 @@ tables = []
 for strategy in ("full", "lora"):
     for n in pose_counts:
         result = load_or_defend(base, pairs.subset(n), study.benign_pairs, settings, config.train, strategy=strategy,
-                                seed=config.seed, out_dir=study.defense_cache / f"{strategy}-{n}", progress=False)
+                                seed=config.seed, out_dir=study.defense_dir(strategy, n), progress=False)
         outputs = generate_unsafe(result.model, unsafe_set, config)
         roles = {"trained": trained_pool[:n], "not in this set": trained_pool[n: max(pose_counts)], "never trained": untrained}
         tables.append(unsafe_set.per_pose(outputs, base_unsafe, roles).assign(model=f"{strategy}-{n}"))

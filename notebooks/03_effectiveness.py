@@ -136,7 +136,7 @@ for strategy in ("full", "lora"):
     for n in pose_counts:
         method = table1_method(strategy, n)
         result = load_or_defend(base, pairs.subset(n), benign_pairs, defense_settings, config.train, strategy=strategy,
-                                seed=seed, out_dir=defense_cache / f"{strategy}-{n}", progress=False)
+                                seed=seed, out_dir=study.defense_dir(strategy, n), progress=False)
         defended_models[method] = result
         benign_out, unsafe_out = outputs_of(result.model)
         trained_ids = [p.id for p in trained_pool[:n]]
@@ -258,7 +258,7 @@ plt.show()
 # %%
 largest = max(pose_counts)
 unmerged = copy.deepcopy(base)
-adapter = load_adapter(unmerged, adapter_dirs(defense_cache / f"lora-{largest}")[0])
+adapter = load_adapter(unmerged, adapter_dirs(study.defense_dir("lora", largest))[0])
 activate(unmerged, [adapter], parts_of(config.defense.trained_parts))
 candidates = {
     "Original": base,

@@ -277,6 +277,11 @@ def pose_roles(order: list, cfg: ProfileConfig) -> tuple[list, list, list]:
     return order[:pool], order[pool: pool + validation], order[len(order) - untrained:]
 
 
+# how a defense drew its training noise's offset: per colour and pixel-patch position (notebook 03's
+# committed defenses), or shared by a colour's positions as the base's training draws it
+NOISE_OFFSETS = {True: "per-position", False: "shared"}
+
+
 @dataclass(frozen=True)
 class DefenseStudy:
     """What notebook 03 and the explorations built on it share: one base model, its defense cache
@@ -296,6 +301,18 @@ class DefenseStudy:
         cfg = self.config
         return UnsafePairDataset.from_settings(reference_frames(self.split["train"]), [p.pose for p in poses], cfg.data,
                                                cfg.defense, seed=cfg.seed, pose_labels=[p.id for p in poses])
+
+    def defense_dir(self, strategy: str, n_poses: int, seed: int | None = None,
+                    per_position_offset: bool | None = None) -> Path:
+        """Where the defense against the first ``n_poses`` trained poses is cached: notebook 03's folder
+        for the profile's seed and noise offset, a folder of its own for another draw or offset, so a
+        replicate never resumes notebook 03's training."""
+        cfg = self.config
+        seed = cfg.seed if seed is None else seed
+        per_position = cfg.defense.per_position_noise_offset if per_position_offset is None else per_position_offset
+        if seed == cfg.seed and per_position == cfg.defense.per_position_noise_offset:
+            return self.defense_cache / f"{strategy}-{n_poses}"
+        return self.defense_cache / f"{strategy}-{n_poses}-{NOISE_OFFSETS[per_position]}-offset-seed{seed}"
 
 
 def defense_study(cfg: ProfileConfig) -> DefenseStudy:

@@ -284,6 +284,13 @@ def test_defense_study_reuses_its_base_and_keys_the_defense_cache_by_it():
     assert study.unsafe_pairs(study.validation_poses).pose_labels == tuple(p.id for p in study.validation_poses)
     assert len(study.benign_pairs) == sum(len(video.frames) for video in study.split["train"])
 
+    # notebook 03's defenses, and replicates with another draw or noise offset each in a folder of their own
+    own_offset = config.defense.per_position_noise_offset
+    folders = {study.defense_dir("full", 4), study.defense_dir("full", 4, config.seed + 1),
+               study.defense_dir("full", 4, config.seed, not own_offset), study.defense_dir("lora", 4)}
+    assert len(folders) == 4 and all(folder.parent == study.defense_cache for folder in folders)
+    assert study.defense_dir("full", 4) == study.defense_dir("full", 4, config.seed, own_offset)
+
 
 @pytest.mark.parametrize(("strategy", "field"), [("lora", "learning_rate"), ("full", "learning_rate"), ("full", "safety_weight")])
 def test_select_setting_trains_each_candidate_on_validation_poses_only(strategy, field, tmp_path):
