@@ -197,10 +197,10 @@ if set(chosen) != set(VARIANTS) and os.path.isfile(table_path):  # rows of the v
 undefended = outputs(base)
 measure("undefended", undefended)
 # Notebook 03's Full-FT-4 takes about an hour to train here; compare with it only where it is cached.
-if (study.defense_dir("full", 4) / DEFENSE_FILE).is_file():
+full_4_dir = study.defense_dir("full", 4)
+if (full_4_dir / DEFENSE_FILE).is_file():
     full_4 = load_or_defend(base, study.unsafe_pairs(trained_pool).subset(4), benign_pairs, settings, config.train,
-                            strategy="full", seed=config.seed, out_dir=study.defense_dir("full", 4),
-                            progress=False).model
+                            strategy="full", seed=config.seed, out_dir=full_4_dir, progress=False).model
     measure(FULL_4, outputs(full_4))
 else:
     print(f"no cached Full-FT-4 under {defense_cache}: its row is left out (run notebook 03 first to include it)")
