@@ -139,6 +139,21 @@ def test_unsafe_pairs_share_one_crop_and_are_deterministic(pairs, catalogue):
     assert not torch.equal(pairs[index]["pose"], pairs[index + 1]["pose"])  # another item, another crop
 
 
+def test_pose_subsets_keep_their_pairs_and_settings(pairs, catalogue):
+    pairs = UnsafePairDataset(pairs.references, pairs.poses, 32, 32, 128, seed=5, pose_labels=pairs.pose_labels)
+    first = pairs.subset(1)
+    assert len(first) == len(pairs.references) and first.pose_labels == (catalogue[0].id,)
+    for index in (0, len(first) - 1):  # the first pose's items are the same pairs, crops included
+        assert all(torch.equal(first[index][k], pairs[index][k]) for k in ("reference", "pose", "target"))
+    second = pairs.for_pose(1)
+    assert second.pose_labels == (catalogue[1].id,) and second.poses == (catalogue[1].pose,)
+    expected = {**pairs.describe(), "pose_labels": [catalogue[1].id]}
+    assert {**second.describe(), "poses_sha256": None} == {**expected, "poses_sha256": None}
+    assert second.describe()["poses_sha256"] != pairs.describe()["poses_sha256"]
+    with pytest.raises(DefenseInputError, match="n_poses"):
+        pairs.subset(3)
+
+
 def test_blurred_target_is_the_blurred_cropped_reference(pairs):
     blur = UnsafePairDataset(pairs.references, pairs.poses, 32, 32, 128, safe_target="blur", blur_sigma=0.1, seed=pairs.seed)
     item = blur[1]

@@ -116,7 +116,9 @@ class UnsafePairDataset(Dataset):
             raise DefenseInputError("the unsafe pose set is empty; give at least one pose to defend against")
         bad = [i for i, pose in enumerate(poses) if not isinstance(pose, Pose)]
         if bad:
-            raise DefenseInputError(f"poses {bad[:5]} are not Pose objects (read pose files with poseguard_lib.pose.read_pose)")
+            raise DefenseInputError(
+                f"poses {bad[:5]} are not Pose objects (read pose files with poseguard_lib.pose.read_pose)"
+            )
         if safe_target not in ("black", "blur"):
             raise DefenseInputError(f"safe target must be 'black' or 'blur', got {safe_target!r}")
         if safe_target == "blur" and blur_sigma <= 0:
@@ -156,21 +158,22 @@ class UnsafePairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.poses) * len(self.references)
 
+    def _with_poses(self, indices: Sequence[int]) -> "UnsafePairDataset":
+        """The same pairs, settings and seed, for the poses at ``indices`` only."""
+        return type(self)(
+            self.references, [self.poses[i] for i in indices], self.height, self.width, self.detect_resolution,
+            self.safe_target, self.blur_sigma, self.crop_min_scale, self.seed, [self.pose_labels[i] for i in indices],
+        )
+
     def for_pose(self, pose_index: int) -> "UnsafePairDataset":
         """The pairs of one pose only (one LoRA adapter per pose, Eq. 3)."""
-        return type(self)(
-            self.references, [self.poses[pose_index]], self.height, self.width, self.detect_resolution,
-            self.safe_target, self.blur_sigma, self.crop_min_scale, self.seed, [self.pose_labels[pose_index]],
-        )
+        return self._with_poses([pose_index])
 
     def subset(self, n_poses: int) -> "UnsafePairDataset":
         """The pairs of the first ``n_poses`` poses (the Table 1 sweep over pose counts)."""
         if not 1 <= n_poses <= len(self.poses):
             raise DefenseInputError(f"n_poses must be within 1..{len(self.poses)}, got {n_poses}")
-        return type(self)(
-            self.references, self.poses[:n_poses], self.height, self.width, self.detect_resolution,
-            self.safe_target, self.blur_sigma, self.crop_min_scale, self.seed, self.pose_labels[:n_poses],
-        )
+        return self._with_poses(range(n_poses))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
