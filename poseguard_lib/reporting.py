@@ -60,7 +60,9 @@ def paper_table(name: str) -> pd.DataFrame:
 
 
 def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, key: str, profile: str) -> pd.DataFrame:
-    """Stack our rows and the paper's rows for the same ``key`` values, labelled by source."""
+    """Our rows and the paper's rows for the same ``key`` values, labelled by source: in our rows' order,
+    each with the paper's row above it; the paper's rows for keys we lack and its columns we lack are left
+    out."""
     ours = ours.assign(source=f"this study ({profile} profile)")
     theirs = paper[paper[key].isin(ours[key])].assign(source="paper (Moore-AnimateAnyone, UBC-Fashion)")
     columns = [key, "source", *[c for c in ours.columns if c in theirs.columns and c not in (key, "source")]]

@@ -14,6 +14,7 @@ import math
 import importlib.util
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.linalg
 import torch
@@ -41,7 +42,7 @@ from poseguard_lib.metrics import canonical, synthetic
 from poseguard_lib.metrics.image import ssim_by_texture, subpixel_pattern
 from poseguard_lib.metrics.clips import clip_features
 from poseguard_lib.metrics.extractors import MetricExtractors
-from poseguard_lib.reporting import BASELINE_METHOD, paper_table, table1_method, versus_baseline
+from poseguard_lib.reporting import BASELINE_METHOD, beside_paper, paper_table, table1_method, versus_baseline
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -610,6 +611,18 @@ def test_defended_models_are_named_as_the_paper_names_them():
     paper = paper_table("table1_effectiveness")
     defended = paper[paper.strategy != "none"]
     assert [table1_method(s, n) for s, n in zip(defended.strategy, defended.n_poses)] == defended.method.tolist()
+
+
+def test_beside_paper_puts_the_papers_row_above_each_of_ours_in_our_order():
+    paper = paper_table("table1_effectiveness")
+    ours = pd.DataFrame({"method": ["Full-FT-8 Poses", BASELINE_METHOD], "ssim": [0.73, 0.75], "psr": [0.9, 0.7]})
+    table = beside_paper(ours, paper, key="method", profile="tiny")
+    assert table.method.tolist() == ["Full-FT-8 Poses", "Full-FT-8 Poses", BASELINE_METHOD, BASELINE_METHOD]
+    assert table.source.str.startswith("paper").tolist() == [True, False, True, False]
+    assert table.source[1] == "this study (tiny profile)"
+    assert table.ssim.tolist() == [0.88285, 0.73, 0.88506, 0.75]
+    assert table.columns.tolist() == ["method", "source", "ssim", "psr"]  # the paper's other columns left out
+    assert table.psr.isna().tolist() == [True, False, True, False]  # a metric the paper lacks stays empty
 
 
 def test_benign_ssim_change_is_taken_from_each_tables_own_baseline():
