@@ -14,7 +14,7 @@ undefended model's either way); pose by pose in ``poses_<n>_per_pose.csv``. The 
 this base model's. The tables are rewritten after each model, so a stopped run keeps what it finished.
 ``--seed`` trains the same defenses with other random draws (which pairs each batch takes, timesteps,
 noise, condition drops), each in a cache folder of its own, so that one training's luck can be told
-from the configuration's.
+from the configuration's; ``full_ft_draws.py`` then sets every Full-FT draw beside the others.
 
     .venv/bin/python explorations/many_poses.py --n-poses 16
     .venv/bin/python explorations/many_poses.py --n-poses 32 --strategies lora   # LoRA only: about an hour
