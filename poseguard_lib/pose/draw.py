@@ -65,10 +65,6 @@ def changed_pixels(a: Pose, b: Pose, height: int, width: int, detect_resolution:
     return int((np.abs(image_a - image_b).max(-1) > visible * 255).sum())
 
 
-def _pixel(value: float, size: int) -> int:
-    return int(value * size)
-
-
 def _draw_body(canvas: np.ndarray, part: Keypoints) -> np.ndarray:
     height, width = canvas.shape[:2]
     xs = part.xy[:, 0] * float(width)
@@ -89,52 +85,49 @@ def _draw_body(canvas: np.ndarray, part: Keypoints) -> np.ndarray:
         )
         cv2.fillConvexPoly(canvas, polygon, color)
     canvas = (canvas * LIMB_BRIGHTNESS).astype(np.uint8)
-    for i, color in enumerate(part.skeleton.keypoint_colors):
-        if visible[i]:
-            center = (_pixel(part.xy[i, 0], width), _pixel(part.xy[i, 1], height))
-            cv2.circle(canvas, center, BODY_POINT_RADIUS, color, thickness=-1)
+    return _draw_lines_and_points(canvas, part, _pixels(canvas, part), visible, BODY_POINT_RADIUS)
+
+
+def _pixels(canvas: np.ndarray, part: Keypoints) -> list[tuple[int, int]]:
+    """The keypoints' pixel positions, truncated towards zero as DWPose's drawing does."""
+    height, width = canvas.shape[:2]
+    return [(int(x * width), int(y * height)) for x, y in part.xy]
+
+
+def _draw_lines_and_points(canvas: np.ndarray, part: Keypoints, pixels: list[tuple[int, int]], drawn: np.ndarray,
+                           point_radius: int, line_thickness: int | None = None) -> np.ndarray:
+    """Each skeleton edge between two drawn points as a line (none when ``line_thickness`` is None), then
+    the drawn points as filled circles, in the skeleton's colours."""
+    if line_thickness is not None:
+        for (a, b), color in zip(part.skeleton.edges, part.skeleton.edge_colors):
+            if drawn[a] and drawn[b]:
+                cv2.line(canvas, pixels[a], pixels[b], color, thickness=line_thickness)
+    for pixel, ok, color in zip(pixels, drawn, part.skeleton.keypoint_colors):
+        if ok:
+            cv2.circle(canvas, pixel, point_radius, color, thickness=-1)
     return canvas
 
 
 def _detected_pixels(canvas: np.ndarray, part: Keypoints) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Pixel positions and which of them DWPose would draw (scored and inside the eps margin)."""
-    height, width = canvas.shape[:2]
-    pixels = [(_pixel(x, width), _pixel(y, height)) for x, y in part.xy]
+    pixels = _pixels(canvas, part)
     drawn = np.array([v and x > EDGE_EPS and y > EDGE_EPS for (x, y), v in zip(pixels, part.visible)], dtype=bool)
     return pixels, drawn
 
 
 def _draw_hand(canvas: np.ndarray, part: Keypoints) -> np.ndarray:
-    pixels, drawn = _detected_pixels(canvas, part)
-    for (a, b), color in zip(part.skeleton.edges, part.skeleton.edge_colors):
-        if drawn[a] and drawn[b]:
-            cv2.line(canvas, pixels[a], pixels[b], color, thickness=HAND_LINE_THICKNESS)
-    for pixel, ok, color in zip(pixels, drawn, part.skeleton.keypoint_colors):
-        if ok:
-            cv2.circle(canvas, pixel, HAND_POINT_RADIUS, color, thickness=-1)
-    return canvas
+    return _draw_lines_and_points(canvas, part, *_detected_pixels(canvas, part), HAND_POINT_RADIUS, HAND_LINE_THICKNESS)
 
 
 def _draw_face(canvas: np.ndarray, part: Keypoints) -> np.ndarray:
-    pixels, drawn = _detected_pixels(canvas, part)
-    for pixel, ok, color in zip(pixels, drawn, part.skeleton.keypoint_colors):
-        if ok:
-            cv2.circle(canvas, pixel, FACE_POINT_RADIUS, color, thickness=-1)
-    return canvas
+    """Points only, as DWPose draws faces."""
+    return _draw_lines_and_points(canvas, part, *_detected_pixels(canvas, part), FACE_POINT_RADIUS)
 
 
 def _draw_graph(canvas: np.ndarray, part: Keypoints) -> np.ndarray:
     """Generic skeleton: every edge between two scored points, then the points."""
-    height, width = canvas.shape[:2]
-    pixels = [(_pixel(x, width), _pixel(y, height)) for x, y in part.xy]
-    visible = part.visible
-    for (a, b), color in zip(part.skeleton.edges, part.skeleton.edge_colors):
-        if visible[a] and visible[b]:
-            cv2.line(canvas, pixels[a], pixels[b], color, thickness=GRAPH_LINE_THICKNESS)
-    for pixel, ok, color in zip(pixels, visible, part.skeleton.keypoint_colors):
-        if ok:
-            cv2.circle(canvas, pixel, GRAPH_POINT_RADIUS, color, thickness=-1)
-    return canvas
+    return _draw_lines_and_points(canvas, part, _pixels(canvas, part), part.visible, GRAPH_POINT_RADIUS,
+                                  GRAPH_LINE_THICKNESS)
 
 
 _DRAWERS = {"body": _draw_body, "hand": _draw_hand, "face": _draw_face, "graph": _draw_graph}

@@ -57,8 +57,17 @@ _HEAD_POINTS = {
 
 FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 Finger = Literal["thumb", "index", "middle", "ring", "pinky"]
-_FACING_NAMES = {"front": 0.0, "side": 90.0, "back": 180.0}
-_PALM_NAMES = {"front": 0.0, "side": 90.0, "back": 180.0}
+_TURN_NAMES = {"front": 0.0, "side": 90.0, "back": 180.0}  # the body's facing and the palm, in degrees
+
+
+def _turn_by_name(field: str, value: object) -> object:
+    """A named turn (``"front"``, ``"side"``, ``"back"``) in degrees; anything else goes on to pydantic's
+    own check."""
+    if isinstance(value, str):
+        if value not in _TURN_NAMES:
+            raise ValueError(f"{field} must be one of {sorted(_TURN_NAMES)} or a number, got {value!r}")
+        return _TURN_NAMES[value]
+    return value
 
 
 class _Spec(BaseModel):
@@ -85,11 +94,7 @@ class HandSpec(_Spec):
     @field_validator("palm", mode="before")
     @classmethod
     def _palm_name(cls, value: object) -> object:
-        if isinstance(value, str):
-            if value not in _PALM_NAMES:
-                raise ValueError(f"palm must be one of {sorted(_PALM_NAMES)} or a number, got {value!r}")
-            return _PALM_NAMES[value]
-        return value
+        return _turn_by_name("palm", value)
 
 
 def _arm() -> LimbSpec:
@@ -124,11 +129,7 @@ class BodySpec(_Spec):
     @field_validator("facing", mode="before")
     @classmethod
     def _facing_name(cls, value: object) -> object:
-        if isinstance(value, str):
-            if value not in _FACING_NAMES:
-                raise ValueError(f"facing must be one of {sorted(_FACING_NAMES)} or a number, got {value!r}")
-            return _FACING_NAMES[value]
-        return value
+        return _turn_by_name("facing", value)
 
     @property
     def has_hands(self) -> bool:
