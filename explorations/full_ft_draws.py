@@ -5,8 +5,9 @@ Full-FT defense again with other random draws. This gathers every draw from the 
 (Table 1's ``metrics.csv``, ``selectivity.csv`` and ``per_pose_ssim_star.csv`` for seed 0, the
 ``poses_<n>_seed<N>*.csv`` pairs for the others), so the findings page's side-by-side table, its
 per-count means and its pose-by-pose figure come from one place: ``full_ft_draws.csv`` (a row per
-draw and the paper's row for each count) and ``full_ft_draws_per_pose.png`` (SSIM* of every trained
-pose in every draw, grouped by category). Trains and generates nothing; seconds.
+draw and the paper's row for each count) and ``full_ft_draws_per_pose.png`` (SSIM* of every pose of the
+trained pool and every never-trained pose in every draw, by category). Trains and generates nothing;
+seconds.
 
     .venv/bin/python explorations/full_ft_draws.py
 """
@@ -35,22 +36,23 @@ undefended_ssim = table1.loc[BASELINE_METHOD, "ssim"]
 def draw_row(n_poses: int, seed: int, summary: pd.Series, ssim_star_untrained: float, ssim_to_undefended: float,
              per_pose: pd.DataFrame) -> dict:
     """One draw's line of the side-by-side table; the trained poses at or under the target are counted
-    from ``per_pose``."""
+    from ``per_pose`` (its trained and never-trained poses)."""
     change = summary.ssim - undefended_ssim
     return {
         "n_poses": n_poses, "draw": f"seed {seed}" + (" (Table 1)" if seed == 0 else ""), "defense_seed": seed,
         "ssim_star_trained": summary.ssim_star,
-        "trained_poses_suppressed": int((per_pose.ssim_star <= SUPPRESSED).sum()),
+        "trained_poses_suppressed": int((per_pose.ssim_star[per_pose.role == "trained"] <= SUPPRESSED).sum()),
         "ssim_star_untrained": ssim_star_untrained, "benign_ssim": summary.ssim, "benign_ssim_change": change,
         "benign_ssim_vs_undefended": ssim_to_undefended, "fid_vid": summary.fid_vid, "fvd": summary.fvd,
         "meets_targets": bool(summary.ssim_star <= SUPPRESSED and change >= -MAX_BENIGN_DROP),
     }
 
 
+SHOWN_ROLES = ("trained", "never trained")  # per-pose tables also hold the pool's poses a draw left out
 rows, per_pose = [], {}
 for n_poses in sorted(table1.n_poses[(table1.strategy == "full") & (table1.n_poses >= MIN_POSES)]):
     method = table1_method("full", n_poses)
-    poses = table1_per_pose[(table1_per_pose.model == f"full-{n_poses}") & (table1_per_pose.role == "trained")]
+    poses = table1_per_pose[(table1_per_pose.model == f"full-{n_poses}") & table1_per_pose.role.isin(SHOWN_ROLES)]
     rows.append(draw_row(n_poses, 0, table1.loc[method], selectivity.loc[method, "ssim_star_untrained"],
                          selectivity.loc[method, "benign_ssim_vs_undefended"], poses))
     per_pose[n_poses, 0] = poses.set_index("pose").ssim_star
@@ -63,7 +65,7 @@ for n_poses in sorted(table1.n_poses[(table1.strategy == "full") & (table1.n_pos
             raise ValueError(f"{path}'s undefended row differs from Table 1's: that draw was measured on another base")
         summary = draw.loc[method]
         poses = pd.read_csv(path.with_name(f"{path.stem}_per_pose.csv"))
-        poses = poses[(poses.method == method) & (poses.role == "trained")]
+        poses = poses[(poses.method == method) & poses.role.isin(SHOWN_ROLES)]
         seed = int(match.group(1))
         rows.append(draw_row(n_poses, seed, summary, summary.ssim_star_untrained, summary.benign_ssim_vs_undefended,
                              poses))
@@ -84,28 +86,37 @@ print(table.drop(columns="profile").round(3).to_string(index=False))
 print(f"\n{int(draws.meets_targets.sum())} of {len(draws)} draws meet both targets. Means over the draws per count:")
 print(draws.groupby("n_poses")[["ssim_star_trained", "benign_ssim_change"]].agg(["mean", "count"]).round(3).to_string())
 
-# Pose by pose: rows in the trained pool's order within each category, one column per draw.
+# Pose by pose, one column per draw: the trained pool, then the never-trained poses, each by category in the
+# order poses join a defense.
 ssim_star = pd.DataFrame({f"{n} poses, seed {seed}": values for (n, seed), values in per_pose.items()})
 largest = max(n for n, _ in per_pose)
-pool = table1_per_pose[(table1_per_pose.model == f"full-{largest}") & (table1_per_pose.role == "trained")]
-pool_order = pool.reset_index(drop=True).sort_values("category", kind="stable")
-ssim_star = ssim_star.reindex(pool_order.pose)
-always = ssim_star[(ssim_star.gt(SUPPRESSED) | ssim_star.isna()).all(axis=1)]
+poses = table1_per_pose[(table1_per_pose.model == f"full-{largest}") & table1_per_pose.role.isin(SHOWN_ROLES)]
+order = pd.concat([poses[poses.role == role].sort_values("category", kind="stable") for role in SHOWN_ROLES])
+ssim_star = ssim_star.reindex(order.pose)
+trained = ssim_star[(order.role == "trained").to_numpy()]
 print(f"\nTrained poses above {SUPPRESSED} in every draw that trained them:")
-print(always.round(3).to_string())
+print(trained[(trained.gt(SUPPRESSED) | trained.isna()).all(axis=1)].round(3).to_string())
+print(f"\nNever-trained poses at or under {SUPPRESSED} in some draw (suppressed with the trained ones):")
+untrained = ssim_star[(order.role == "never trained").to_numpy()]
+print(untrained[untrained.le(SUPPRESSED).any(axis=1)].round(3).to_string())
 
 fig, ax = plt.subplots(figsize=(1.0 * ssim_star.shape[1] + 3.5, 0.24 * len(ssim_star) + 1.2))
 ax.imshow(np.ma.masked_invalid(ssim_star.to_numpy(float)), cmap="gray", vmin=0, vmax=1, aspect="auto")
-ax.set_facecolor("#d9e6f2")  # poses a draw did not train on
+ax.set_facecolor("#d9e6f2")  # pool poses a draw did not train on
 for (i, j), value in np.ndenumerate(ssim_star.to_numpy(float)):
     if not np.isnan(value):
         ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=6.5,
                 color="white" if value < 0.5 else "black", weight="bold" if value > SUPPRESSED else "normal")
-for boundary in np.flatnonzero(pool_order.category.to_numpy()[1:] != pool_order.category.to_numpy()[:-1]):
-    ax.axhline(boundary + 0.5, color="tab:orange", linewidth=1.5)  # between categories
+for column, color, width in (("category", "tab:orange", 1.5), ("role", "tab:red", 3)):
+    values = order[column].to_numpy()
+    for boundary in np.flatnonzero(values[1:] != values[:-1]):
+        ax.axhline(boundary + 0.5, color=color, linewidth=width)
+for role in SHOWN_ROLES:
+    rows_of_role = np.flatnonzero(order.role.to_numpy() == role)
+    ax.text(ssim_star.shape[1] - 0.4, rows_of_role.mean(), role, rotation=270, va="center", fontsize=8)
 ax.set_xticks(range(ssim_star.shape[1]), ssim_star.columns.str.replace(", ", "\n"), fontsize=7)
 ax.set_yticks(range(len(ssim_star)), ssim_star.index, fontsize=6.5)
 ax.xaxis.tick_top()
-ax.set_title("Full-FT, small profile: SSIM* of each trained unsafe pose in each draw "
-             f"(black = suppressed; bold = above {SUPPRESSED}; blue = not trained)", fontsize=8)
+ax.set_title("Full-FT, small profile: SSIM* of each unsafe pose in each draw "
+             f"(black = suppressed; bold = above {SUPPRESSED}; blue = pool pose left out of that draw)", fontsize=8)
 save_figure(fig, results / "full_ft_draws_per_pose.png")
