@@ -65,13 +65,18 @@ def v_loss(model: AnimateAnyone, prediction, latents, noise, timesteps, gamma: f
     return (per_sample * min_snr_weights(model.scheduler, timesteps, gamma)).mean()
 
 
-class ImageObjective(nn.Module):
-    """Stage 1: one forward gives the loss, so DDP sees every trainable part in one module."""
+class _Objective(nn.Module):
+    """A training stage's loss as one module: one forward gives the loss, so DDP sees every trainable
+    part in one module."""
 
     def __init__(self, model: AnimateAnyone, settings: TrainSettings):
         super().__init__()
         self.model = model
         self.gamma = settings.snr_gamma
+
+
+class ImageObjective(_Objective):
+    """Stage 1: reference, pose and noisy target through the 2D denoiser."""
 
     def forward(self, reference, pose, target, noise, timesteps, with_reference):
         latents = self.model.encode(target)
@@ -80,13 +85,8 @@ class ImageObjective(nn.Module):
         return v_loss(self.model, prediction, latents, noise, timesteps, self.gamma)
 
 
-class VideoObjective(nn.Module):
+class VideoObjective(_Objective):
     """Stage 2: clips (B, T, 3, H, W) through the motion UNet; only motion modules learn."""
-
-    def __init__(self, model: AnimateAnyone, settings: TrainSettings):
-        super().__init__()
-        self.model = model
-        self.gamma = settings.snr_gamma
 
     def forward(self, reference, pose, target, noise, timesteps, with_reference):
         batch, frames = target.shape[:2]
