@@ -7,7 +7,7 @@ Full-FT defense again with other random draws. This gathers every draw from the 
 per-count means and its pose-by-pose figure come from one place: ``full_ft_draws.csv`` (a row per
 draw and the paper's row for each count) and ``full_ft_draws_per_pose.png`` (SSIM* of every pose of the
 trained pool and every never-trained pose in every draw, by category). Trains and generates nothing;
-seconds.
+seconds. ``tests/test_book.py`` checks the findings' table against ``full_ft_draws.csv``.
 
     .venv/bin/python explorations/full_ft_draws.py
 """

@@ -1,4 +1,5 @@
-"""The notebook → book pipeline on the tiny profile: runner, provenance, HTML, failures."""
+"""The notebook → book pipeline on the tiny profile (runner, provenance, HTML, failures), and the findings
+page's hand-kept table of Full-FT draws against the committed results it copies."""
 
 import json
 import re
@@ -130,3 +131,36 @@ def test_a_run_stopped_by_sigterm_leaves_no_temporary_notebook(tmp_path):
     finally:
         process.kill()
     assert list((book / "tiny").iterdir()) == []
+
+
+def _shown(cell: str) -> list[tuple[float, float]]:
+    """The numbers in a table cell of the findings page, each with half a unit of its last printed digit."""
+    return [(float(number.group(0).replace("−", "-")), 0.5 * 10 ** -len(number.group(1) or "") + 1e-12)
+            for number in re.finditer(r"[−-]?\d+(?:\.(\d+))?", cell)]
+
+
+def test_the_findings_table_of_full_ft_draws_matches_its_csv():
+    """The findings page copies ``full_ft_draws.csv`` (written by ``explorations/full_ft_draws.py``) by hand:
+    every draw and paper row in the table, and no other, with each number as the CSV rounds to it."""
+    import pandas as pd
+
+    root = runner.RESULTS_DIR.parent
+    draws = pd.read_csv(root / "results" / "small" / "effectiveness" / "full_ft_draws.csv")
+    shown = {}
+    for line in (root / "book" / "findings.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 9 and cells[0].isdigit():
+            shown[int(cells[0]), cells[1]] = cells[2:]
+    assert set(shown) == set(zip(draws.n_poses, draws.draw))
+    columns = (["ssim_star_trained"], ["trained_poses_suppressed", "n_poses"], ["ssim_star_untrained"],
+               ["benign_ssim", "benign_ssim_change"], ["benign_ssim_vs_undefended"], ["fid_vid"], ["fvd"])
+    for row in draws.itertuples():
+        for cell, names in zip(shown[row.n_poses, row.draw], columns):
+            expected = [getattr(row, name) for name in names]
+            if pd.isna(expected[0]):
+                assert cell == "—", (row.n_poses, row.draw, names)
+                continue
+            numbers = _shown(cell)
+            assert len(numbers) == len(expected), (row.n_poses, row.draw, cell)
+            for (value, tolerance), truth in zip(numbers, expected):
+                assert abs(value - truth) <= tolerance, (row.n_poses, row.draw, names, cell, truth)
