@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch.utils.data import Dataset
@@ -19,6 +21,7 @@ from poseguard_lib.models.training import (
     train_stage,
     training_key,
 )
+from poseguard_lib.reporting import device_description
 
 torch.set_num_threads(1)
 SIZE = 32
@@ -174,6 +177,7 @@ def test_base_model_is_trained_once_and_cached(tmp_path, monkeypatch):
     model, history = load_or_train_base_model(profile, cache_root=tmp_path, progress=False)
     folder = tmp_path / training_key(profile)
     assert (folder / "loss_history.csv").exists() and (folder / "loss_history.json").exists()
+    assert json.loads((folder / "training.json").read_text())["machine"] == device_description()
     assert list(history["stage"]) == [1, 1, 2]
     assert not list(tmp_path.glob("*.checkpoints"))
     cached, cached_history = load_or_train_base_model(profile, cache_root=tmp_path, progress=False)

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from poseguard_lib.config import ProfileConfig, TrainSettings, compute_device
 from poseguard_lib.io import atomic_dir, cache_dir, sha256_json, write_csv, write_json
 from poseguard_lib.models.components import SETTINGS_FILE, AnimateAnyone, build_model
+from poseguard_lib.reporting import device_description
 
 Stage = Literal[1, 2]
 STATE_FILE = "trainer_state.json"
@@ -308,7 +309,8 @@ def load_or_train_base_model(
     """The profile's trained generator and its loss history, trained once and cached by config.
 
     The cache folder ``<cache_root>/<profile>-<digest>`` holds ``model/`` (save_pretrained),
-    ``loss_history.csv``/``.json`` and ``training.json``; an interrupted training resumes from
+    ``loss_history.csv``/``.json`` and ``training.json`` (with the machine it trained on: another machine
+    kind sums in another order, so its losses drift from these); an interrupted training resumes from
     ``<cache_root>/<profile>-<digest>.checkpoints``. The model comes back on :func:`compute_device`.
     """
     if profile_cfg.profile == "paper":
@@ -341,7 +343,7 @@ def load_or_train_base_model(
         write_json(
             tmp / "training.json",
             {"key": key, "config": profile_cfg.model_dump(mode="json"), "seconds": time.perf_counter() - began,
-             "torch_threads": torch.get_num_threads()},
+             "torch_threads": torch.get_num_threads(), "machine": device_description(device)},
         )
     shutil.rmtree(checkpoints, ignore_errors=True)
     return model.to(device), history
