@@ -111,13 +111,13 @@ if args.defend_poses:
     per_pose = unsafe_set.per_pose(outputs[n][1], outputs[0][1], roles).assign(
         method=table1_method("full", n), n_poses=n, base=here)
 
-    for ours, theirs, name in ((summary, "defense_noise", "machine_kinds_defense"),
-                               (per_pose, "defense_noise_per_pose", "machine_kinds_defense_per_pose")):
+    for measured, reference_table, name in ((summary, "defense_noise", "machine_kinds_defense"),
+                                            (per_pose, "defense_noise_per_pose", "machine_kinds_defense_per_pose")):
         # defense_noise.py's rows for Table 1's base, for the same models sampled and trained as here
-        rows = pd.read_csv(effectiveness / f"{theirs}.csv")
-        rows = rows[~rows.balanced_subpixel_noise & rows.n_poses.isin(ours.n_poses)
-                    & rows.defense_noise_offset.isin(["not defended", "per-position"])
-                    & (rows.defense_seed.isna() | (rows.defense_seed == config.seed))]
-        rows = rows.assign(base="Table 1's retrained base")[ours.columns]
-        write_csv(effectiveness / f"{name}.csv", pd.concat([rows, ours]).assign(profile=config.profile))
+        reference = pd.read_csv(effectiveness / f"{reference_table}.csv")
+        reference = reference[~reference.balanced_subpixel_noise & reference.n_poses.isin(measured.n_poses)
+                              & reference.defense_noise_offset.isin(["not defended", "per-position"])
+                              & (reference.defense_seed.isna() | (reference.defense_seed == config.seed))]
+        reference = reference.assign(base="Table 1's retrained base")[measured.columns]
+        write_csv(effectiveness / f"{name}.csv", pd.concat([reference, measured]).assign(profile=config.profile))
     print(pd.read_csv(effectiveness / "machine_kinds_defense.csv").round(3).to_string(index=False))
