@@ -55,7 +55,7 @@ for n_poses in sorted(table1.n_poses[(table1.strategy == "full") & (table1.n_pos
     poses = table1_per_pose[(table1_per_pose.model == f"full-{n_poses}") & table1_per_pose.role.isin(SHOWN_ROLES)]
     rows.append(draw_row(n_poses, 0, table1.loc[method], selectivity.loc[method, "ssim_star_untrained"],
                          selectivity.loc[method, "benign_ssim_vs_undefended"], poses))
-    per_pose[n_poses, 0] = poses.set_index("pose").ssim_star
+    per_pose[n_poses, 0] = poses.set_index("pose")
     for path in sorted(results.glob(f"poses_{n_poses}_seed*.csv")):
         match = re.fullmatch(rf"poses_{n_poses}_seed(\d+)", path.stem)
         if match is None:  # the draw's _per_pose table
@@ -69,7 +69,7 @@ for n_poses in sorted(table1.n_poses[(table1.strategy == "full") & (table1.n_pos
         seed = int(match.group(1))
         rows.append(draw_row(n_poses, seed, summary, summary.ssim_star_untrained, summary.benign_ssim_vs_undefended,
                              poses))
-        per_pose[n_poses, seed] = poses.set_index("pose").ssim_star
+        per_pose[n_poses, seed] = poses.set_index("pose")
 
 draws = pd.DataFrame(rows)
 paper = paper_table("table1_effectiveness").set_index("method")
@@ -88,9 +88,8 @@ print(draws.groupby("n_poses")[["ssim_star_trained", "benign_ssim_change"]].agg(
 
 # Pose by pose, one column per draw: the trained pool, then the never-trained poses, each by category in the
 # order poses join a defense.
-ssim_star = pd.DataFrame({f"{n} poses, seed {seed}": values for (n, seed), values in per_pose.items()})
-largest = max(n for n, _ in per_pose)
-poses = table1_per_pose[(table1_per_pose.model == f"full-{largest}") & table1_per_pose.role.isin(SHOWN_ROLES)]
+ssim_star = pd.DataFrame({f"{n} poses, seed {seed}": poses.ssim_star for (n, seed), poses in per_pose.items()})
+poses = per_pose[max(n for n, _ in per_pose), 0].reset_index()  # Table 1's largest: every pose, pool order
 order = pd.concat([poses[poses.role == role].sort_values("category", kind="stable") for role in SHOWN_ROLES])
 ssim_star = ssim_star.reindex(order.pose)
 trained = ssim_star[(order.role == "trained").to_numpy()]

@@ -60,9 +60,9 @@ if not committed[["stage", "step"]].equals(history[["stage", "step"]]):
     raise ValueError("the cached base's loss history covers other steps than the committed one: another budget?")
 difference = np.abs(history.loss.to_numpy() - committed.loss.to_numpy())
 stage1 = (history.stage == 1).to_numpy()
+first_apart = np.flatnonzero(difference > SAME_LOSS)
 loss_columns = {
-    "steps_matching_committed_losses": int(np.argmax(difference > SAME_LOSS)) if (difference > SAME_LOSS).any()
-    else len(difference),
+    "steps_matching_committed_losses": int(first_apart[0]) if first_apart.size else len(difference),
     "max_stage1_loss_difference": float(difference[stage1].max()),
     "final_stage1_loss": float(history.loss[stage1].tail(250).mean()),
 }
@@ -82,10 +82,9 @@ references = pd.concat([
     table1.reset_index(drop=True).assign(base="Table 1's retrained base (a second machine kind)"),
 ])
 columns = ["base", "ssim", "psnr", "pose_gap", "appearance_gap", *loss_columns]
-rows = pd.concat([references, ours], ignore_index=True)[columns].assign(profile=config.profile)
-# a count beside the retrained base's empty cell reads back as a float; write it as the count it is
-table = replace_rows(TABLE, rows, key="base", sort_by=["base"]).astype({"steps_matching_committed_losses": "Int64"})
-write_csv(TABLE, table)
+rows = pd.concat([references, ours], ignore_index=True)[columns].astype(
+    {"steps_matching_committed_losses": "Int64"}).assign(profile=config.profile)
+table = replace_rows(TABLE, rows, key="base", sort_by=["base"])
 print(table.round(4).to_string(index=False))
 
 if args.defend_poses:

@@ -112,11 +112,15 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 
 def replace_rows(path: str | os.PathLike, rows: pd.DataFrame, key: str, sort_by: list[str]) -> pd.DataFrame:
     """Write ``rows`` into the CSV table at ``path`` in place of its rows with the same ``key`` values
-    (a rerun of one variant of an exploration leaves the others' rows), sorted; returns the table."""
+    (a rerun of one variant of an exploration leaves the others' rows), sorted; returns the table.
+    Nullable columns of ``rows`` (counts beside empty cells, ``Int64``) keep their type, which the CSV
+    alone would read back as float."""
     table = rows
     if Path(path).exists():
         earlier = pd.read_csv(path)
-        table = pd.concat([earlier[~earlier[key].isin(rows[key])], rows], ignore_index=True)
+        nullable = {column: dtype for column, dtype in rows.dtypes.items()
+                    if isinstance(dtype, pd.api.extensions.ExtensionDtype)}
+        table = pd.concat([earlier[~earlier[key].isin(rows[key])], rows], ignore_index=True).astype(nullable)
     table = table.sort_values(sort_by, kind="stable", ignore_index=True)
     write_csv(path, table)
     return table

@@ -83,3 +83,12 @@ def test_replace_rows_keeps_other_variants_and_replaces_a_rerun(tmp_path):
     table = replace_rows(path, pd.DataFrame({"steps": [8000], "model": ["a"], "ssim": [0.4]}), "steps", ["steps", "model"])
     assert table.to_dict("list") == {"steps": [5000, 8000], "model": ["a", "a"], "ssim": [0.3, 0.4]}
     assert pd.read_csv(path).equals(table)
+
+
+def test_replace_rows_keeps_a_count_beside_empty_cells_an_integer(tmp_path):
+    path = tmp_path / "table.csv"
+    rows = pd.DataFrame({"base": ["a", "b"], "steps": pd.array([5300, None], dtype="Int64")})
+    replace_rows(path, rows, "base", ["base"])
+    table = replace_rows(path, rows.iloc[[1]], "base", ["base"])  # the earlier "a" row is read back from the CSV
+    assert table.steps.dtype == "Int64" and table.steps.tolist()[0] == 5300
+    assert path.read_text().splitlines()[1] == "a,5300"

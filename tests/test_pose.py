@@ -392,7 +392,8 @@ def test_spec_errors_name_the_field_and_blend_interpolates():
         parse_spec({"facing": "sideways"})
     with pytest.raises(PoseError, match=r"right_hand\.palm.*palm must be one of \['back', 'front', 'side'\]"):
         parse_spec({"right_hand": {"palm": "up"}})
-    assert parse_spec({"facing": "back", "right_hand": {"palm": "side"}}) == BodySpec(facing=180, right_hand=HandSpec(palm=90))
+    named = parse_spec({"facing": "back", "right_hand": {"palm": "side"}})
+    assert named == BodySpec(facing=180, right_hand=HandSpec(palm=90))
     a, b = BodySpec(), BodySpec(facing=90, right_arm={"upper": [90, 0]}, right_hand=HandSpec(shape="fist"))
     assert blend_specs(a, b, 0.0) == a and blend_specs(a, b, 1.0) == b
     mid = blend_specs(a, b, 0.5)
