@@ -5,6 +5,7 @@ Notebooks call these so that every experiment evaluates on the same held-out dat
 - :func:`benign_eval_set`: held-out people (on training motions and on held-out motions), a
   reference frame of each person, their pose images and ground-truth frames, and the same poses
   rendered in another held-out person's appearance (for the appearance check).
+  :func:`training_eval_set` builds the same from training videos, for choosing settings.
 - :func:`generate_benign`: one video per evaluation video with the generator's video pipeline
   (sampled outputs are cached on disk by :func:`cached_generation`).
 - :func:`base_quality`: SSIM/PSNR against ground truth plus the two checks that the model
@@ -63,20 +64,38 @@ def _reference_frame(video: SyntheticVideo, pool: tuple[SyntheticVideo, ...]) ->
 def benign_eval_set(cfg: ProfileConfig) -> BenignEvalSet:
     """The held-out benign videos every model of a profile is judged on (deterministic by seed)."""
     split = build_split(cfg.data, cfg.seed)
-    settings = cfg.evaluation
-    if settings.benign_frames > cfg.data.frames_per_video:
-        raise ValueError(
-            f"evaluation.benign_frames={settings.benign_frames} exceeds data.frames_per_video={cfg.data.frames_per_video}"
-        )
     seen, unseen = split["test_appearance"], split["test_motion"]
     # Alternate held-out people on training motions and on held-out motions, spreading over people.
     ordered = [v for pair in zip(seen[:: max(1, len(seen) // len(unseen))], unseen) for v in pair]
     ordered += [v for v in seen + unseen if v not in ordered]
-    videos = tuple(ordered[: settings.benign_videos])
+    videos = tuple(ordered[: cfg.evaluation.benign_videos])
     people = list(dict.fromkeys(v.appearance for v in seen))
     if len(people) < 2:
         raise ValueError("the appearance check needs at least two held-out people (data.n_test_appearances >= 2)")
-    frames = slice(0, settings.benign_frames)
+    return _eval_set(videos, people, seen + unseen, cfg)
+
+
+def training_eval_set(cfg: ProfileConfig, n_videos: int) -> BenignEvalSet:
+    """``n_videos`` training videos of different people, built as :func:`benign_eval_set` builds its
+    held-out set: where a sampling setting is chosen without looking at the held-out frames."""
+    train = build_split(cfg.data, cfg.seed)["train"]
+    people = list(dict.fromkeys(v.appearance for v in train))
+    if not 2 <= n_videos <= len(people):
+        raise ValueError(f"{n_videos} training videos of different people asked for; the data has {len(people)} people"
+                         " and the appearance check needs two")
+    videos = tuple(next(v for v in train if v.appearance == person) for person in people[:n_videos])
+    return _eval_set(videos, people, train, cfg)
+
+
+def _eval_set(videos: tuple[SyntheticVideo, ...], people: list[Appearance], pool: tuple[SyntheticVideo, ...],
+              cfg: ProfileConfig) -> BenignEvalSet:
+    """The first ``evaluation.benign_frames`` frames of ``videos``, each with a reference frame of the same
+    person from another video in ``pool`` and its poses worn by the next person in ``people``."""
+    if cfg.evaluation.benign_frames > cfg.data.frames_per_video:
+        raise ValueError(
+            f"evaluation.benign_frames={cfg.evaluation.benign_frames} exceeds data.frames_per_video={cfg.data.frames_per_video}"
+        )
+    frames = slice(0, cfg.evaluation.benign_frames)
     other_appearance = []
     for video in videos:
         other = people[(people.index(video.appearance) + 1) % len(people)]
@@ -85,7 +104,7 @@ def benign_eval_set(cfg: ProfileConfig) -> BenignEvalSet:
         other_appearance.append(to_tensor(np.stack(swapped)))
     return BenignEvalSet(
         videos=videos,
-        references=to_tensor(np.stack([_reference_frame(v, seen + unseen) for v in videos])),
+        references=to_tensor(np.stack([_reference_frame(v, pool) for v in videos])),
         poses=tuple(to_tensor(v.pose_images[frames]) for v in videos),
         ground_truth=tuple(to_tensor(v.frames[frames]) for v in videos),
         other_appearance=tuple(other_appearance),

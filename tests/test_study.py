@@ -16,7 +16,7 @@ from poseguard_lib.models.training import training_key
 from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_setting,
                                  chosen_defense_settings, colour_transfer, defense_study, generate_benign,
                                  inference_cost, pose_roles, sampled_defense_summary, select_setting, table1_rows,
-                                 timed_rounds, unsafe_eval_set, unsafe_order, validation_set)
+                                 timed_rounds, training_eval_set, unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -36,6 +36,18 @@ def test_benign_eval_set_mixes_held_out_motions_and_never_shows_the_target_pose(
         assert not any(torch.equal(reference, frame) for frame in truth)
     assert benign_keypoints(eval_set, CONFIG.evaluation.benign_frames).shape == (
         CONFIG.evaluation.benign_videos * CONFIG.evaluation.benign_frames, 18, 3)
+
+
+def test_training_eval_set_draws_training_videos_of_different_people():
+    chosen = training_eval_set(CONFIG, 2)
+    train = build_split(CONFIG.data, CONFIG.seed)["train"]
+    assert all(video in train for video in chosen.videos)
+    assert len({video.appearance for video in chosen.videos}) == 2
+    for reference, truth in zip(chosen.references, chosen.ground_truth, strict=True):
+        assert not any(torch.equal(reference, frame) for frame in truth)
+    people = {video.appearance for video in train}
+    with pytest.raises(ValueError, match=f"the data has {len(people)} people"):
+        training_eval_set(CONFIG, len(people) + 1)
 
 
 def test_first_videos_cuts_every_field_alike(eval_set):
