@@ -19,7 +19,7 @@ import torch
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.io import write_csv
 from poseguard_lib.models.training import load_or_train_base_model, training_key
-from poseguard_lib.study import base_quality, benign_eval_set, generate_benign, texture_columns, training_eval_set
+from poseguard_lib.study import benign_eval_set, generate_benign, quality_row, texture_columns, training_eval_set
 
 TABLE = Path("results/small/base_model/sampling_steps.csv")
 SELECTION_VIDEOS = 3
@@ -40,7 +40,8 @@ def measure(frames: str, eval_set, steps: int) -> float:
     table and return its SSIM."""
     sampling = config.with_changes("sampling", balanced_subpixel_noise=True, num_inference_steps=steps)
     generated = generate_benign(model, eval_set, sampling)
-    quality = base_quality(generated, eval_set).iloc[0].drop("model").to_dict()  # the generator's row
+    quality = quality_row("generator", generated, eval_set)
+    del quality["model"]
     rows.append({"frames_set": frames, "num_inference_steps": steps, **quality,
                  **texture_columns(torch.cat(generated), torch.cat(eval_set.ground_truth))})
     table = pd.DataFrame(rows).assign(balanced_subpixel_noise=True, stage1_steps=args.stage1_steps,
