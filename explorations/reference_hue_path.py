@@ -76,6 +76,7 @@ def relative_shift(before: torch.Tensor, after: torch.Tensor) -> float:
 
 
 def path_rows(name: str, model) -> list[dict]:
+    """How far each stage of ``model``'s reference path moves under each change of the references."""
     model.eval()
     original = reference_path(model, references)
     rows = []
