@@ -30,10 +30,10 @@ from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.data.synthetic import rotate_hue, to_tensor
 from poseguard_lib.io import replace_rows
 from poseguard_lib.models.components import build_model
-from poseguard_lib.models.pipeline import generate_images
 from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.reporting import to_uint8
-from poseguard_lib.study import benign_eval_set, colour_transfer, generate_benign, quality_row, training_eval_set
+from poseguard_lib.study import (benign_eval_set, generate_benign, generator_colour_transfer, quality_row,
+                                 training_eval_set)
 
 PATH_TABLE = Path("results/small/base_model/reference_hue_path.csv")
 BASES_TABLE = Path("results/small/base_model/reference_hue_bases.csv")
@@ -90,19 +90,14 @@ def path_rows(name: str, model) -> list[dict]:
 def base_rows(name: str, model, history: pd.DataFrame, base_config) -> list[dict]:
     """Notebook 02's measurements of one base on the held-out frames and on training videos, beside its
     training loss (mean of the last 250 stage-1 steps, as `training_length.py` reports it)."""
-    rows = []
-    for frames, eval_set in (("notebook 02's held-out frames", held_out),
-                             (f"{TRAINING_VIDEOS} training videos", training_eval_set(base_config, TRAINING_VIDEOS))):
-        first_poses = torch.stack([poses[0] for poses in eval_set.poses])
-        transfer = colour_transfer(lambda images: generate_images(model, images, first_poses, base_config.sampling,
-                                                                  seed=base_config.seed, progress=False),
-                                   eval_set.references)
-        quality = quality_row(name, generate_benign(model, eval_set, base_config), eval_set)
-        rows.append({**quality, "frames_set": frames, "colour_transfer": transfer,
-                     "hue_augment": base_config.train.hue_augment, "stage1_steps": base_config.train.stage1_steps,
-                     "final_stage1_loss": history[history.stage == 1].loss.tail(250).mean(),
-                     "training_key": training_key(base_config)})
-    return rows
+    training = {"hue_augment": base_config.train.hue_augment, "stage1_steps": base_config.train.stage1_steps,
+                "final_stage1_loss": history[history.stage == 1].loss.tail(250).mean(),
+                "training_key": training_key(base_config)}
+    return [{**quality_row(name, generate_benign(model, eval_set, base_config), eval_set), "frames_set": frames,
+             "colour_transfer": generator_colour_transfer(model, eval_set, base_config), **training}
+            for frames, eval_set in (("notebook 02's held-out frames", held_out),
+                                     (f"{TRAINING_VIDEOS} training videos",
+                                      training_eval_set(base_config, TRAINING_VIDEOS)))]
 
 
 def record(name: str, model, history: pd.DataFrame | None = None, base_config=None) -> None:

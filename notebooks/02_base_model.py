@@ -37,10 +37,9 @@ from myst_nb import glue
 
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.io import write_csv
-from poseguard_lib.models.pipeline import generate_images
 from poseguard_lib.models.training import load_or_train_base_model
 from poseguard_lib.reporting import frame_grid, profile_banner, save_figure, to_uint8
-from poseguard_lib.study import base_quality, benign_eval_set, colour_transfer, generate_benign
+from poseguard_lib.study import base_quality, benign_eval_set, generate_benign, generator_colour_transfer
 
 config = load_profile(profile, seed=seed)
 configure_torch(config)
@@ -113,15 +112,11 @@ quality.round(4)
 #
 # The appearance gap stays small if the generator reads only the reference's brightness. Each
 # held-out reference is given again with its hue turned by 120° and 240° (brightness kept), for the
-# same first pose and the same noise: `colour_transfer` is the shift of the output's mean colour
+# same first pose and the same noise: colour transfer is the shift of the output's mean colour
 # divided by the shift of the reference's (1: the colours follow the reference; 0: they ignore it).
 
 # %%
-first_poses = torch.stack([poses[0] for poses in eval_set.poses])
-transfer = colour_transfer(
-    lambda references: generate_images(model, references, first_poses, config.sampling, seed=seed, progress=False),
-    eval_set.references,
-)
+transfer = generator_colour_transfer(model, eval_set, config)
 write_csv(f"{out_dir}/colour_transfer.csv",
           pd.DataFrame([{"model": "undefended generator", "colour_transfer": transfer, "profile": profile}]))
 print(f"colour transfer ({profile}): {transfer:.3f}")

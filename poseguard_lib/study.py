@@ -262,6 +262,15 @@ def colour_transfer(generate, references: torch.Tensor, angles=(2 * np.pi / 3, 4
     return float(torch.cat(ratios).mean())
 
 
+def generator_colour_transfer(model, eval_set: BenignEvalSet, cfg: ProfileConfig) -> float:
+    """Notebook 02's :func:`colour_transfer` of a generator: each video's reference with its first pose,
+    the profile's sampling and seed, so the references' turn is the only thing that changes."""
+    first_poses = torch.stack([poses[0] for poses in eval_set.poses])
+    return colour_transfer(
+        lambda references: generate_images(model, references, first_poses, cfg.sampling, seed=cfg.seed, progress=False),
+        eval_set.references,
+    )
+
 # ----------------------------------------------------------------------------- unsafe poses
 def unsafe_order(catalogue: list, seed: int) -> list:
     """The catalogue in the order poses are added to a defense: categories take turns, each shuffled by seed.
