@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from poseguard_lib.config import DefenseSettings, ProfileConfig
-from poseguard_lib.data.appearance import Appearance
+from poseguard_lib.data.appearance import APPEARANCE_PARTS, Appearance, with_fields_of
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.render import render_person
 from poseguard_lib.data.synthetic import ImagePairDataset, SyntheticVideo, build_split, rotate_hue, to_tensor
@@ -47,6 +47,7 @@ class BenignEvalSet:
     poses: tuple[torch.Tensor, ...]  # (T, 3, H, W) condition images
     ground_truth: tuple[torch.Tensor, ...]  # (T, 3, H, W)
     other_appearance: tuple[torch.Tensor, ...]  # the same poses worn by another held-out person
+    other_people: tuple[Appearance, ...]  # who wears them, per video
 
     def first_videos(self, n: int) -> BenignEvalSet:
         """The set cut to its first ``n`` videos: a quicker sample that keeps their generation seeds."""
@@ -65,7 +66,8 @@ def benign_eval_set(cfg: ProfileConfig) -> BenignEvalSet:
     """The held-out benign videos every model of a profile is judged on (deterministic by seed)."""
     split = build_split(cfg.data, cfg.seed)
     seen, unseen = split["test_appearance"], split["test_motion"]
-    # Alternate held-out people on training motions and on held-out motions, spreading over people.
+    # Alternate videos on training and on held-out motions. Taken in order, the 16 videos of the small
+    # profile come from its first three held-out people (:func:`every_person_eval_set` takes all of them).
     ordered = [v for pair in zip(seen[:: max(1, len(seen) // len(unseen))], unseen) for v in pair]
     ordered += [v for v in seen + unseen if v not in ordered]
     videos = tuple(ordered[: cfg.evaluation.benign_videos])
@@ -73,6 +75,24 @@ def benign_eval_set(cfg: ProfileConfig) -> BenignEvalSet:
     if len(people) < 2:
         raise ValueError("the appearance check needs at least two held-out people (data.n_test_appearances >= 2)")
     return _eval_set(videos, people, seen + unseen, cfg)
+
+
+def every_person_eval_set(cfg: ProfileConfig, videos_per_person: int = 2) -> BenignEvalSet:
+    """Each held-out person's first ``videos_per_person`` videos, alternating training and held-out motions,
+    built as :func:`benign_eval_set` builds its set. Why: that set's videos come from its first three
+    people only, so its appearance gap compares three pairs of people; this one compares all of them."""
+    split = build_split(cfg.data, cfg.seed)
+    seen, unseen = split["test_appearance"], split["test_motion"]
+    people = list(dict.fromkeys(v.appearance for v in seen))
+    videos = []
+    for person in people:
+        own = [[v for v in videos_of if v.appearance == person] for videos_of in (seen, unseen)]
+        alternating = [v for pair in zip(*own) for v in pair]
+        if len(alternating) < videos_per_person:
+            raise ValueError(f"{videos_per_person} videos per person asked for; a held-out person has "
+                             f"{len(alternating)} in alternation")
+        videos += alternating[:videos_per_person]
+    return _eval_set(tuple(videos), people, seen + unseen, cfg)
 
 
 def training_eval_set(cfg: ProfileConfig, n_videos: int) -> BenignEvalSet:
@@ -96,19 +116,23 @@ def _eval_set(videos: tuple[SyntheticVideo, ...], people: list[Appearance], pool
             f"evaluation.benign_frames={cfg.evaluation.benign_frames} exceeds data.frames_per_video={cfg.data.frames_per_video}"
         )
     frames = slice(0, cfg.evaluation.benign_frames)
-    other_appearance = []
-    for video in videos:
-        other = people[(people.index(video.appearance) + 1) % len(people)]
-        swapped = [render_person(pose, other, cfg.data.height, cfg.data.width, cfg.data.render_fingers)
-                   for pose in video.poses.frames[frames]]
-        other_appearance.append(to_tensor(np.stack(swapped)))
+    other_people = tuple(people[(people.index(video.appearance) + 1) % len(people)] for video in videos)
+    other_appearance = tuple(render_video_as(video, other, frames, cfg) for video, other in zip(videos, other_people))
     return BenignEvalSet(
         videos=videos,
         references=to_tensor(np.stack([_reference_frame(v, pool) for v in videos])),
         poses=tuple(to_tensor(v.pose_images[frames]) for v in videos),
         ground_truth=tuple(to_tensor(v.frames[frames]) for v in videos),
-        other_appearance=tuple(other_appearance),
+        other_appearance=other_appearance,
+        other_people=other_people,
     )
+
+
+def render_video_as(video: SyntheticVideo, person: Appearance, frames: slice, cfg: ProfileConfig) -> torch.Tensor:
+    """``video``'s poses at ``frames`` worn by ``person``, rendered as the profile renders its data."""
+    rendered = [render_person(pose, person, cfg.data.height, cfg.data.width, cfg.data.render_fingers)
+                for pose in video.poses.frames[frames]]
+    return to_tensor(np.stack(rendered))
 
 
 def _has_adapters(model) -> bool:
@@ -240,6 +264,37 @@ def base_quality(generated: list[torch.Tensor], eval_set: BenignEvalSet, name: s
         quality_row("copy the reference (baseline)", reference_copies(eval_set), eval_set),
         quality_row("ground truth (ceiling)", list(eval_set.ground_truth), eval_set),
     ]
+    return pd.DataFrame(rows)
+
+
+def appearance_gap_parts(outputs: dict[str, list[torch.Tensor]], eval_set: BenignEvalSet, cfg: ProfileConfig,
+                         parts: dict[str, tuple[str, ...]] = APPEARANCE_PARTS) -> pd.DataFrame:
+    """The appearance gap split by what the other person changes: ``parts`` names groups of
+    :class:`~poseguard_lib.data.appearance.Appearance` fields (by default :data:`APPEARANCE_PARTS`).
+
+    For each part, each video's truth is rendered again with only that part taken from the person
+    the appearance gap compares with; a model's gap for the part is SSIM(output, truth) − SSIM(output,
+    that variant), beside copying the reference and the ground truth itself (its ceiling, 1 − SSIM
+    between truth and variant). ``changed_pixels`` is the share of pixels the swap changes. The row
+    ``every part`` is notebook 02's appearance gap. Why: a gap far below its ceiling says little until
+    we know which of the person's parts the ceiling is made of and which of them the model carries.
+    """
+    truth = torch.cat(eval_set.ground_truth)
+    variants = {part: torch.cat([render_video_as(video, with_fields_of(video.appearance, other, names),
+                                                 slice(0, len(frames)), cfg)
+                                 for video, other, frames in zip(eval_set.videos, eval_set.other_people,
+                                                                 eval_set.ground_truth, strict=True)])
+                for part, names in parts.items()} | {"every part": torch.cat(eval_set.other_appearance)}
+    compared = outputs | {"copy the reference (baseline)": reference_copies(eval_set),
+                          "ground truth (ceiling)": list(eval_set.ground_truth)}
+    rows = []
+    for name, frames in compared.items():
+        generated = torch.cat(frames)
+        matched = ssim(generated, truth)
+        rows += [{"model": name, "part": part, "fields": " ".join(parts.get(part, ("all",))),
+                  "gap": matched - ssim(generated, variant),
+                  "changed_pixels": (variant != truth).any(dim=1).float().mean().item(), "frames": len(truth)}
+                 for part, variant in variants.items()]
     return pd.DataFrame(rows)
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from poseguard_lib.config import DEFAULT_WALL_SATURATION, DataSettings, load_profile
-from poseguard_lib.data.appearance import Appearance, AppearanceError, sample_appearances
+from poseguard_lib.data.appearance import (APPEARANCE_PARTS, Appearance, AppearanceError, sample_appearances,
+                                          with_fields_of)
 from poseguard_lib.data.face import FaceParams, draw_face_contours, face_landmarks, render_face
 from poseguard_lib.data.motions import HELD_OUT_MOTIONS
 from poseguard_lib.data.render import render_person
@@ -67,6 +68,23 @@ def test_wall_saturation_sets_the_walls_and_nothing_else():
     assert [dataclasses.replace(a, background=(0, 0, 0)) for a in pale] == [
         dataclasses.replace(b, background=(0, 0, 0)) for b in coloured
     ]
+
+
+def test_appearance_parts_cover_every_field_once_and_swap_only_their_own():
+    names = [name for part in APPEARANCE_PARTS.values() for name in part]
+    assert sorted(names) == sorted(field.name for field in dataclasses.fields(Appearance))
+    person, other = sample_appearances(2, seed=5)
+    for part_fields in APPEARANCE_PARTS.values():
+        mixed = with_fields_of(person, other, part_fields)
+        for field in dataclasses.fields(Appearance):
+            source = other if field.name in part_fields else person
+            assert getattr(mixed, field.name) == getattr(source, field.name)
+    everything = person
+    for part_fields in APPEARANCE_PARTS.values():
+        everything = with_fields_of(everything, other, part_fields)
+    assert everything == other
+    with pytest.raises(KeyError, match="unknown appearance fields \\['shirt'\\]"):
+        with_fields_of(person, other, ("top", "shirt"))
 
 
 @pytest.mark.parametrize("bad", [(0.5, 0.2), (-0.1, 0.2), (0.2, 1.5)])

@@ -13,10 +13,11 @@ from poseguard_lib.data.synthetic import build_split
 from poseguard_lib.io import cache_dir
 from poseguard_lib.metrics.synthetic import ClipNetwork, ImageNetwork, SyntheticExtractors
 from poseguard_lib.models.training import training_key
-from poseguard_lib.study import (base_quality, benign_eval_set, benign_keypoints, choose_setting,
-                                 chosen_defense_settings, colour_transfer, defense_study, generate_benign,
-                                 inference_cost, pose_roles, sampled_defense_summary, select_setting, table1_rows,
-                                 timed_rounds, training_eval_set, unsafe_eval_set, unsafe_order, validation_set)
+from poseguard_lib.study import (appearance_gap_parts, base_quality, benign_eval_set, benign_keypoints, choose_setting,
+                                 chosen_defense_settings, colour_transfer, defense_study, every_person_eval_set,
+                                 generate_benign, inference_cost, pose_roles, render_video_as, sampled_defense_summary,
+                                 select_setting, table1_rows, timed_rounds, training_eval_set, unsafe_eval_set,
+                                 unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -50,6 +51,19 @@ def test_training_eval_set_draws_training_videos_of_different_people():
         training_eval_set(CONFIG, len(people) + 1)
 
 
+def test_every_person_eval_set_takes_each_held_out_person_alike_on_both_kinds_of_motion():
+    from poseguard_lib.data.motions import HELD_OUT_MOTIONS
+
+    chosen = every_person_eval_set(CONFIG, videos_per_person=2)
+    held_out = build_split(CONFIG.data, CONFIG.seed)["test_appearance"]
+    people = list(dict.fromkeys(video.appearance for video in held_out))
+    assert [video.appearance for video in chosen.videos] == [person for person in people for _ in range(2)]
+    assert [video.motion in HELD_OUT_MOTIONS for video in chosen.videos] == [False, True] * len(people)
+    assert all(other != video.appearance for video, other in zip(chosen.videos, chosen.other_people, strict=True))
+    with pytest.raises(ValueError, match="100 videos per person"):
+        every_person_eval_set(CONFIG, videos_per_person=100)
+
+
 def test_first_videos_cuts_every_field_alike(eval_set):
     cut = eval_set.first_videos(2)
     assert cut.videos == eval_set.videos[:2] and len(cut.poses) == len(cut.other_appearance) == 2
@@ -65,6 +79,24 @@ def test_ground_truth_is_the_ceiling_and_copying_the_reference_follows_no_pose(e
     assert oracle.appearance_gap > 0
     assert copy.pose_gap == pytest.approx(0.0, abs=1e-9)  # the same image for every pose of a video
     assert copy.ssim < oracle.ssim
+
+
+def test_appearance_gap_parts_split_notebook_02s_gap_by_what_the_other_person_changes(eval_set):
+    frames = slice(0, CONFIG.evaluation.benign_frames)
+    for video, truth in zip(eval_set.videos, eval_set.ground_truth, strict=True):
+        assert torch.equal(render_video_as(video, video.appearance, frames, CONFIG), truth)
+    # a model that dresses every pose as the other person: wrong in every part the two people differ in
+    wrong_person = list(eval_set.other_appearance)
+    table = appearance_gap_parts({"wrong person": wrong_person}, eval_set, CONFIG).set_index(["model", "part"])
+    whole = base_quality(wrong_person, eval_set).set_index("model")
+    for model in ("copy the reference (baseline)", "ground truth (ceiling)"):
+        assert table.loc[(model, "every part"), "gap"] == pytest.approx(whole.loc[model, "appearance_gap"])
+    ceiling = table.xs("ground truth (ceiling)", level="model")
+    assert table.loc[("wrong person", "every part"), "gap"] == pytest.approx(-ceiling.loc["every part", "gap"])
+    assert (ceiling.gap >= 0).all() and ceiling.loc["every part", "gap"] > 0
+    changed = ceiling.changed_pixels
+    assert changed["every part"] >= changed.drop("every part").max() and changed["studio"] > changed["shoes"]
+    assert ((ceiling.gap > 0) == (changed > 0)).all()  # a part both people share changes nothing
 
 
 def test_a_frozen_output_has_no_pose_gap_even_when_it_is_a_true_frame(eval_set):

@@ -9,7 +9,7 @@ so that train and test people are reproducible.
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -80,6 +80,27 @@ class Appearance:
             raise AppearanceError(f"appearance.floor_shade must be within [0.5, 1], got {self.floor_shade}")
         if not 0.7 <= self.build <= 1.3:
             raise AppearanceError(f"appearance.build must be within [0.7, 1.3], got {self.build}")
+
+
+# The appearance's fields by what they dress: each field in exactly one group (a test checks), so that
+# swapping groups one at a time between two people splits their difference into parts.
+APPEARANCE_PARTS: dict[str, tuple[str, ...]] = {
+    "studio": ("background", "floor_shade"),
+    "skin": ("skin",),
+    "hair": ("hair", "hair_style"),
+    "top": ("top", "top_accent", "top_pattern", "pattern_scale", "sleeves"),
+    "bottom": ("bottom", "bottom_type"),
+    "shoes": ("shoes",),
+    "build": ("build",),
+}
+
+
+def with_fields_of(person: Appearance, other: Appearance, names: tuple[str, ...]) -> Appearance:
+    """``person`` with ``other``'s values of the fields ``names`` (say, a part of :data:`APPEARANCE_PARTS`)."""
+    unknown = sorted(set(names) - {item.name for item in fields(Appearance)})
+    if unknown:
+        raise KeyError(f"unknown appearance fields {unknown}")
+    return replace(person, **{name: getattr(other, name) for name in names})
 
 
 def _hsv(h: float, s: float, v: float) -> RGB:

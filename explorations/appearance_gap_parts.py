@@ -1,0 +1,64 @@
+"""What the appearance gap is made of, and which parts of a person the generator carries (small profile).
+
+Notebook 02's appearance gap compares each output with its truth and with the same pose worn by another
+held-out person; the generator reaches 0.033 of a 0.173 ceiling. Here that other person is split into
+parts (studio, skin, hair, top, bottom, shoes, build: ``APPEARANCE_PARTS``), and the truth is rendered
+again with one part at a time taken from them. The ground truth's own gap for each part says how much
+of the ceiling the part makes; the generator's says how much of the part it keeps. Each part is then
+split field by field (the top's colours, pattern and sleeves apart). Notebook 02's 16 held-out videos
+show only three of the eight held-out people, so the same is measured on two videos of each of the
+eight, for the bases passed on the command line (a base left out keeps its earlier rows). Nothing is trained
+for the measurement; bases that are not cached are trained first (about 75 minutes each for 5,000 steps
+on 2 cores), and their outputs come from the generation cache that notebook 02 fills (about 15 minutes
+per base when they are not there).
+
+    .venv/bin/python explorations/appearance_gap_parts.py
+"""
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from poseguard_lib.config import configure_torch, load_profile
+from poseguard_lib.data.appearance import APPEARANCE_PARTS
+from poseguard_lib.io import replace_rows
+from poseguard_lib.models.training import load_or_train_base_model
+from poseguard_lib.study import (appearance_gap_parts, benign_eval_set, every_person_eval_set, generate_benign,
+                                 training_eval_set)
+
+TABLE = Path("results/small/base_model/appearance_gap_parts.csv")
+TRAINING_VIDEOS = 3  # as reference_hue_path.py: people the generator has seen
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--stage1-steps", type=int, nargs="*", default=[5000, 8000],
+                    help="stage-1 budgets of bases trained as the profile trains (hue augmentation on)")
+parser.add_argument("--without-hue-augment", type=int, nargs="*", default=[5000],
+                    help="stage-1 budgets of bases trained without hue augmentation")
+args = parser.parse_args()
+
+config = load_profile("small", seed=0)
+configure_torch(config)
+frames_sets = {"notebook 02's held-out frames": benign_eval_set(config),
+               "every held-out person, 2 videos each": every_person_eval_set(config),
+               f"{TRAINING_VIDEOS} training videos": training_eval_set(config, TRAINING_VIDEOS)}
+
+outputs = {frames_set: {} for frames_set in frames_sets}
+for hue_augment, budgets in ((True, args.stage1_steps), (False, args.without_hue_augment)):
+    for steps in budgets:
+        base_config = config.with_changes("train", stage1_steps=steps, hue_augment=hue_augment)
+        name = f"base, {steps} stage-1 steps, hue augmentation {'on' if hue_augment else 'off'}"
+        model, _ = load_or_train_base_model(base_config, progress=False)
+        for frames_set, eval_set in frames_sets.items():
+            outputs[frames_set][name] = generate_benign(model, eval_set, base_config)
+
+# by part, then field by field: which of a part's fields make its share
+splits = {"part": APPEARANCE_PARTS,
+          "field": {name: (name,) for part_fields in APPEARANCE_PARTS.values() for name in part_fields}}
+parts = pd.concat([appearance_gap_parts(outputs[frames_set], eval_set, config, fields).assign(
+                       split=split, frames_set=frames_set)
+                   for frames_set, eval_set in frames_sets.items() for split, fields in splits.items()])
+# the copy and ceiling rows depend on the frames only; every run rewrites them alike
+table = replace_rows(TABLE, parts.assign(profile=config.profile), key="model", sort_by=["frames_set", "model"])
+print(table.pivot_table(index=["split", "part"], columns=["frames_set", "model"], values="gap", sort=False)
+      .round(3).to_string(), flush=True)
