@@ -24,17 +24,14 @@ from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.data.appearance import APPEARANCE_PARTS
 from poseguard_lib.io import replace_rows
 from poseguard_lib.models.training import load_or_train_base_model
-from poseguard_lib.study import (appearance_gap_parts, benign_eval_set, every_person_eval_set, generate_benign,
-                                 training_eval_set)
+from poseguard_lib.study import (add_base_options, appearance_gap_parts, base_variants, benign_eval_set,
+                                 every_person_eval_set, generate_benign, training_eval_set)
 
 TABLE = Path("results/small/base_model/appearance_gap_parts.csv")
 TRAINING_VIDEOS = 3  # as reference_hue_path.py: people the generator has seen
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--stage1-steps", type=int, nargs="*", default=[5000, 8000],
-                    help="stage-1 budgets of bases trained as the profile trains (hue augmentation on)")
-parser.add_argument("--without-hue-augment", type=int, nargs="*", default=[5000],
-                    help="stage-1 budgets of bases trained without hue augmentation")
+add_base_options(parser, augmented=[5000, 8000], unaugmented=[5000])
 args = parser.parse_args()
 
 config = load_profile("small", seed=0)
@@ -44,13 +41,10 @@ frames_sets = {"notebook 02's held-out frames": benign_eval_set(config),
                f"{TRAINING_VIDEOS} training videos": training_eval_set(config, TRAINING_VIDEOS)}
 
 outputs = {frames_set: {} for frames_set in frames_sets}
-for hue_augment, budgets in ((True, args.stage1_steps), (False, args.without_hue_augment)):
-    for steps in budgets:
-        base_config = config.with_changes("train", stage1_steps=steps, hue_augment=hue_augment)
-        name = f"base, {steps} stage-1 steps, hue augmentation {'on' if hue_augment else 'off'}"
-        model, _ = load_or_train_base_model(base_config, progress=False)
-        for frames_set, eval_set in frames_sets.items():
-            outputs[frames_set][name] = generate_benign(model, eval_set, base_config)
+for name, base_config in base_variants(config, args).items():
+    model, _ = load_or_train_base_model(base_config, progress=False)
+    for frames_set, eval_set in frames_sets.items():
+        outputs[frames_set][name] = generate_benign(model, eval_set, base_config)
 
 # by part, then field by field: which of a part's fields make its share
 splits = {"part": APPEARANCE_PARTS,

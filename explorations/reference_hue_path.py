@@ -32,18 +32,15 @@ from poseguard_lib.io import replace_rows
 from poseguard_lib.models.components import build_model
 from poseguard_lib.models.training import load_or_train_base_model, training_key
 from poseguard_lib.reporting import to_uint8
-from poseguard_lib.study import (benign_eval_set, generate_benign, generator_colour_transfer, quality_row,
-                                 training_eval_set)
+from poseguard_lib.study import (add_base_options, base_variants, benign_eval_set, generate_benign,
+                                 generator_colour_transfer, quality_row, training_eval_set)
 
 PATH_TABLE = Path("results/small/base_model/reference_hue_path.csv")
 BASES_TABLE = Path("results/small/base_model/reference_hue_bases.csv")
 TRAINING_VIDEOS = 3
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--stage1-steps", type=int, nargs="*", default=[8000],
-                    help="stage-1 budgets of bases trained with hue augmentation (the profile's way)")
-parser.add_argument("--without-hue-augment", type=int, nargs="*", default=[5000],
-                    help="stage-1 budgets of bases trained without hue augmentation")
+add_base_options(parser, augmented=[8000], unaugmented=[5000])
 args = parser.parse_args()
 
 config = load_profile("small", seed=0)
@@ -113,8 +110,5 @@ def record(name: str, model, history: pd.DataFrame | None = None, base_config=No
 
 
 record("untrained initialisation", build_model(config, seed=config.seed))
-for hue_augment, budgets in ((False, args.without_hue_augment), (True, args.stage1_steps)):
-    for steps in budgets:
-        base_config = config.with_changes("train", stage1_steps=steps, hue_augment=hue_augment)
-        name = f"base, {steps} stage-1 steps, hue augmentation {'on' if hue_augment else 'off'}"
-        record(name, *load_or_train_base_model(base_config, progress=False), base_config)
+for name, base_config in base_variants(config, args).items():
+    record(name, *load_or_train_base_model(base_config, progress=False), base_config)

@@ -135,6 +135,22 @@ def render_video_as(video: SyntheticVideo, person: Appearance, frames: slice, cf
     return to_tensor(np.stack(rendered))
 
 
+def add_base_options(parser, augmented: list[int], unaugmented: list[int]) -> None:
+    """The options by which an exploration names the trained bases it measures (defaults as given)."""
+    parser.add_argument("--stage1-steps", type=int, nargs="*", default=augmented,
+                        help="stage-1 budgets of bases trained as the profile trains (hue augmentation on)")
+    parser.add_argument("--without-hue-augment", type=int, nargs="*", default=unaugmented,
+                        help="stage-1 budgets of bases trained without hue augmentation")
+
+
+def base_variants(cfg: ProfileConfig, options) -> dict[str, ProfileConfig]:
+    """Each base that :func:`add_base_options`' ``options`` ask for, by the name the tables give it."""
+    return {f"base, {steps} stage-1 steps, hue augmentation {'on' if augment else 'off'}":
+            cfg.with_changes("train", stage1_steps=steps, hue_augment=augment)
+            for augment, budgets in ((True, options.stage1_steps), (False, options.without_hue_augment))
+            for steps in budgets}
+
+
 def _has_adapters(model) -> bool:
     from peft.tuners.tuners_utils import BaseTunerLayer
 

@@ -13,11 +13,11 @@ from poseguard_lib.data.synthetic import build_split
 from poseguard_lib.io import cache_dir
 from poseguard_lib.metrics.synthetic import ClipNetwork, ImageNetwork, SyntheticExtractors
 from poseguard_lib.models.training import training_key
-from poseguard_lib.study import (appearance_gap_parts, base_quality, benign_eval_set, benign_keypoints, choose_setting,
-                                 chosen_defense_settings, colour_transfer, defense_study, every_person_eval_set,
-                                 generate_benign, inference_cost, pose_roles, render_video_as, sampled_defense_summary,
-                                 select_setting, table1_rows, timed_rounds, training_eval_set, unsafe_eval_set,
-                                 unsafe_order, validation_set)
+from poseguard_lib.study import (add_base_options, appearance_gap_parts, base_quality, base_variants, benign_eval_set,
+                                 benign_keypoints, choose_setting, chosen_defense_settings, colour_transfer,
+                                 defense_study, every_person_eval_set, generate_benign, inference_cost, pose_roles,
+                                 render_video_as, sampled_defense_summary, select_setting, table1_rows, timed_rounds,
+                                 training_eval_set, unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -62,6 +62,20 @@ def test_every_person_eval_set_takes_each_held_out_person_alike_on_both_kinds_of
     assert all(other != video.appearance for video, other in zip(chosen.videos, chosen.other_people, strict=True))
     with pytest.raises(ValueError, match="100 videos per person"):
         every_person_eval_set(CONFIG, videos_per_person=100)
+
+
+def test_base_options_name_each_base_and_set_its_budget_and_augmentation():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_base_options(parser, augmented=[8000], unaugmented=[5000])
+    bases = base_variants(CONFIG, parser.parse_args(["--stage1-steps", "100", "200"]))
+    assert list(bases) == ["base, 100 stage-1 steps, hue augmentation on",
+                           "base, 200 stage-1 steps, hue augmentation on",
+                           "base, 5000 stage-1 steps, hue augmentation off"]
+    assert [(cfg.train.stage1_steps, cfg.train.hue_augment) for cfg in bases.values()] == [
+        (100, True), (200, True), (5000, False)]
+    assert not base_variants(CONFIG, parser.parse_args(["--stage1-steps", "--without-hue-augment"]))
 
 
 def test_first_videos_cuts_every_field_alike(eval_set):
