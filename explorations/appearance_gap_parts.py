@@ -9,8 +9,8 @@ split field by field (the top's colours, pattern and sleeves apart). Notebook 02
 show only three of the eight held-out people, so the same is measured on two videos of each of the
 eight, for the bases passed on the command line (a base left out keeps its earlier rows). Nothing is trained
 for the measurement; bases that are not cached are trained first (about 75 minutes each for 5,000 steps
-on 2 cores), and their outputs come from the generation cache that notebook 02 fills (about 15 minutes
-per base when they are not there).
+on 2 cores), and their outputs come from the generation cache that notebook 02 fills (when they are not
+there, about 15 minutes per base for each 256-frame set).
 
     .venv/bin/python explorations/appearance_gap_parts.py
 """

@@ -79,8 +79,8 @@ def benign_eval_set(cfg: ProfileConfig) -> BenignEvalSet:
 
 def every_person_eval_set(cfg: ProfileConfig, videos_per_person: int = 2) -> BenignEvalSet:
     """Each held-out person's first ``videos_per_person`` videos, alternating training and held-out motions,
-    built as :func:`benign_eval_set` builds its set. Why: that set's videos come from its first three
-    people only, so its appearance gap compares three pairs of people; this one compares all of them."""
+    built as :func:`benign_eval_set` builds its set. Why: on the small profile that set's 16 videos come
+    from its first three people, so its appearance gap compares three pairs; this one compares all."""
     split = build_split(cfg.data, cfg.seed)
     seen, unseen = split["test_appearance"], split["test_motion"]
     people = list(dict.fromkeys(v.appearance for v in seen))
