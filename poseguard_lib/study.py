@@ -62,18 +62,24 @@ def _reference_frame(video: SyntheticVideo, pool: tuple[SyntheticVideo, ...]) ->
     raise ValueError(f"no second video of the person in {video.motion!r} to take a reference frame from")
 
 
-def benign_eval_set(cfg: ProfileConfig) -> BenignEvalSet:
-    """The held-out benign videos every model of a profile is judged on (deterministic by seed)."""
+def _held_out(cfg: ProfileConfig) -> tuple[tuple[SyntheticVideo, ...], tuple[SyntheticVideo, ...], list[Appearance]]:
+    """The held-out people's videos on training motions and on held-out motions, and the people in order."""
     split = build_split(cfg.data, cfg.seed)
     seen, unseen = split["test_appearance"], split["test_motion"]
+    people = list(dict.fromkeys(v.appearance for v in seen))
+    if len(people) < 2:
+        raise ValueError("the appearance check needs at least two held-out people (data.n_test_appearances >= 2)")
+    return seen, unseen, people
+
+
+def benign_eval_set(cfg: ProfileConfig) -> BenignEvalSet:
+    """The held-out benign videos every model of a profile is judged on (deterministic by seed)."""
+    seen, unseen, people = _held_out(cfg)
     # Alternate videos on training and on held-out motions. Taken in order, the 16 videos of the small
     # profile come from its first three held-out people (:func:`every_person_eval_set` takes all of them).
     ordered = [v for pair in zip(seen[:: max(1, len(seen) // len(unseen))], unseen) for v in pair]
     ordered += [v for v in seen + unseen if v not in ordered]
     videos = tuple(ordered[: cfg.evaluation.benign_videos])
-    people = list(dict.fromkeys(v.appearance for v in seen))
-    if len(people) < 2:
-        raise ValueError("the appearance check needs at least two held-out people (data.n_test_appearances >= 2)")
     return _eval_set(videos, people, seen + unseen, cfg)
 
 
@@ -81,9 +87,7 @@ def every_person_eval_set(cfg: ProfileConfig, videos_per_person: int = 2) -> Ben
     """Each held-out person's first ``videos_per_person`` videos, alternating training and held-out motions,
     built as :func:`benign_eval_set` builds its set. Why: on the small profile that set's 16 videos come
     from its first three people, so its appearance gap compares three pairs; this one compares all."""
-    split = build_split(cfg.data, cfg.seed)
-    seen, unseen = split["test_appearance"], split["test_motion"]
-    people = list(dict.fromkeys(v.appearance for v in seen))
+    seen, unseen, people = _held_out(cfg)
     videos = []
     for person in people:
         own = [[v for v in videos_of if v.appearance == person] for videos_of in (seen, unseen)]
