@@ -156,6 +156,11 @@ class TrainSettings(Section):
     snr_gamma: float = Field(default=5.0, gt=0)
     weight_decay: float = Field(default=1e-2, ge=0)
     max_grad_norm: float = Field(default=1.0, gt=0)
+    # Stage 1 counts each diffusion-space position touching the person (or its shadow) 1 + this many
+    # times in the loss. Off in every profile: at 9 the small base scored worse on every benign
+    # measure, appearance gap included (explorations/figure_weighted_loss.py).
+    figure_loss_boost: float = Field(default=0.0, ge=0)
+    keyed_when_on = ("figure_loss_boost",)
 
 
 class SamplingSettings(Section):

@@ -139,20 +139,29 @@ def render_video_as(video: SyntheticVideo, person: Appearance, frames: slice, cf
     return to_tensor(np.stack(rendered))
 
 
-def add_base_options(parser, augmented: list[int], unaugmented: list[int]) -> None:
+def add_base_options(parser, augmented: list[int], unaugmented: list[int], figure_boosts: list[float] = ()) -> None:
     """The options by which an exploration names the trained bases it measures (defaults as given)."""
     parser.add_argument("--stage1-steps", type=int, nargs="*", default=augmented,
                         help="stage-1 budgets of bases trained as the profile trains (hue augmentation on)")
     parser.add_argument("--without-hue-augment", type=int, nargs="*", default=unaugmented,
                         help="stage-1 budgets of bases trained without hue augmentation")
+    parser.add_argument("--figure-loss-boost", type=float, nargs="*", default=list(figure_boosts),
+                        help="bases trained as the profile trains but with the person's pixels counting 1 + this "
+                             "many times in stage 1's loss (train.figure_loss_boost)")
 
 
 def base_variants(cfg: ProfileConfig, options) -> dict[str, ProfileConfig]:
     """Each base that :func:`add_base_options`' ``options`` ask for, by the name the tables give it."""
-    return {f"base, {steps} stage-1 steps, hue augmentation {'on' if augment else 'off'}":
-            cfg.with_changes("train", stage1_steps=steps, hue_augment=augment)
-            for augment, budgets in ((True, options.stage1_steps), (False, options.without_hue_augment))
-            for steps in budgets}
+    def name(base: ProfileConfig) -> str:
+        train = base.train
+        boost = f", person ×{1 + train.figure_loss_boost:g} in the loss" if train.figure_loss_boost else ""
+        return f"base, {train.stage1_steps} stage-1 steps, hue augmentation {'on' if train.hue_augment else 'off'}{boost}"
+
+    bases = [cfg.with_changes("train", stage1_steps=steps, hue_augment=augment)
+             for augment, budgets in ((True, options.stage1_steps), (False, options.without_hue_augment))
+             for steps in budgets]
+    bases += [cfg.with_changes("train", figure_loss_boost=boost) for boost in options.figure_loss_boost]
+    return {name(base): base for base in bases}
 
 
 def _has_adapters(model) -> bool:

@@ -14,7 +14,7 @@ from poseguard_lib.data.appearance import (APPEARANCE_PARTS, Appearance, Appeara
                                           with_fields_of)
 from poseguard_lib.data.face import FaceParams, draw_face_contours, face_landmarks, render_face
 from poseguard_lib.data.motions import HELD_OUT_MOTIONS
-from poseguard_lib.data.render import render_person
+from poseguard_lib.data.render import render_person, render_studio
 from poseguard_lib.data.synthetic import (
     SPLITS,
     ImagePairDataset,
@@ -22,6 +22,8 @@ from poseguard_lib.data.synthetic import (
     VideoClipDataset,
     build_split,
     clear_split_cache,
+    figure_masks,
+    render_video,
     rotate_hue,
 )
 from poseguard_lib.pose.draw import condition_image
@@ -347,6 +349,35 @@ def test_random_crop_cuts_frame_pose_and_reference_alike(splits):
                            np.repeat(video.frames[:1], 6, axis=0), np.repeat(video.frames[:1], 6, axis=0))
     item = ImagePairDataset([still], seed=0, crop_min_scale=0.6)[2]
     assert torch.equal(item["reference"], item["target"])  # one crop box for all three images
+
+
+def test_figure_masks_mark_the_person_whatever_the_wall(splits):
+    video = splits["train"][0]
+    height, width = video.frames.shape[1:3]
+    empty = Pose.from_body(np.full((18, 2), 0.5), np.zeros(18))
+    assert video.appearance.floor_shade < 1  # the studio has a floor line, which must not count as the person
+    assert np.array_equal(render_studio(video.appearance, height, width),
+                          render_person(empty, video.appearance, height, width))
+    masks = figure_masks(video)
+    assert masks.shape == video.frames.shape[:3] and masks.dtype == bool
+    assert 0.03 < masks.mean() < 0.4
+    green_studio = dataclasses.replace(video.appearance, background=(40, 150, 70), floor_shade=0.8)
+    assert np.array_equal(figure_masks(render_video(green_studio, video.motion, video.poses, height, width)), masks)
+
+
+def test_figure_mask_items_add_the_target_s_mask_and_change_nothing_else(splits):
+    videos = splits["train"][:2]
+    for crop in (None, 0.6):
+        plain = ImagePairDataset(videos, seed=0, crop_min_scale=crop, hue_augment=True)
+        masked = ImagePairDataset(videos, seed=0, crop_min_scale=crop, hue_augment=True, figure_mask=True)
+        for index in (0, len(plain) // 2, len(plain) - 1):
+            item = masked[index]
+            assert set(item) == set(plain[index]) | {"figure"}
+            assert all(torch.equal(item[key], plain[index][key]) for key in plain[index])
+            assert item["figure"].shape == (1, *item["target"].shape[1:]) and 0 < item["figure"].mean() < 0.5
+    frames = len(videos[0])
+    uncropped = ImagePairDataset(videos, seed=0, figure_mask=True)[frames + 3]["figure"][0]
+    assert torch.equal(uncropped, torch.from_numpy(figure_masks(videos[1])[3]).float())
 
 
 def test_video_clips_are_consecutive_frames_with_their_poses(splits):

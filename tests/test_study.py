@@ -76,6 +76,10 @@ def test_base_options_name_each_base_and_set_its_budget_and_augmentation():
     assert [(cfg.train.stage1_steps, cfg.train.hue_augment) for cfg in bases.values()] == [
         (100, True), (200, True), (5000, False)]
     assert not base_variants(CONFIG, parser.parse_args(["--stage1-steps", "--without-hue-augment"]))
+    boosted = base_variants(CONFIG, parser.parse_args(["--stage1-steps", "--without-hue-augment",
+                                                       "--figure-loss-boost", "9"]))
+    assert list(boosted) == ["base, 100 stage-1 steps, hue augmentation off, person ×10 in the loss"]  # tiny: no augmentation
+    assert next(iter(boosted.values())).train == CONFIG.train.model_copy(update={"figure_loss_boost": 9.0})
 
 
 def test_first_videos_cuts_every_field_alike(eval_set):

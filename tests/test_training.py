@@ -20,6 +20,7 @@ from poseguard_lib.models.training import (
     min_snr_weights,
     train_stage,
     training_key,
+    v_loss,
 )
 from poseguard_lib.reporting import device_description
 
@@ -159,6 +160,45 @@ def test_painted_fingers_train_a_new_model_and_older_keys_stay():
     fingers = PROFILE.model_copy(update={"data": PROFILE.data.model_copy(update={"render_fingers": True})})
     assert training_key(fingers) != training_key(PROFILE)
     assert "render_fingers" not in PROFILE.data.cache_record()  # models trained before the option keep their keys
+
+
+def test_figure_loss_boost_trains_a_new_model_and_older_keys_stay():
+    assert training_key(PROFILE.with_changes("train", figure_loss_boost=9.0)) != training_key(PROFILE)
+    assert "figure_loss_boost" not in PROFILE.train.cache_record()
+
+
+def test_loss_weights_make_a_weighted_mean_of_the_squared_error():
+    model = build_model(PROFILE.model, seed=0)
+    latents, noise = torch.randn(2, 12, 8, 8), torch.randn(2, 12, 8, 8)
+    timesteps = torch.tensor([100, 700])
+    prediction = torch.randn(2, 12, 8, 8)
+    plain = v_loss(model, prediction, latents, noise, timesteps, 5.0)
+    torch.testing.assert_close(v_loss(model, prediction, latents, noise, timesteps, 5.0, torch.full((2, 1, 8, 8), 3.0)), plain)
+    left_only = torch.zeros(2, 1, 8, 8)
+    left_only[..., :4] = 1
+    changed_right = prediction.clone()
+    changed_right[..., 4:] += 5
+    weighted = v_loss(model, prediction, latents, noise, timesteps, 5.0, left_only)
+    assert v_loss(model, changed_right, latents, noise, timesteps, 5.0, left_only) == weighted
+    assert v_loss(model, changed_right, latents, noise, timesteps, 5.0) > plain
+
+
+def test_figure_boost_weighs_the_masked_positions_and_needs_the_masks():
+    model = build_model(PROFILE.model, seed=0)
+    batch = draw_batch(RandomPairs(2), 2, (12, SIZE // 2, SIZE // 2), _settings(), torch.Generator().manual_seed(0))
+    plain = ImageObjective(model, _settings())
+    boosted = ImageObjective(model, _settings(figure_loss_boost=9.0))
+    with torch.no_grad():
+        everywhere = boosted(**batch, figure=torch.ones(2, 1, SIZE, SIZE))
+        nowhere = boosted(**batch, figure=torch.zeros(2, 1, SIZE, SIZE))
+        half = torch.zeros(2, 1, SIZE, SIZE)
+        half[..., : SIZE // 2] = 1
+        halfway = boosted(**batch, figure=half)
+        torch.testing.assert_close(everywhere, plain(**batch))  # even weights: the plain mean
+        torch.testing.assert_close(nowhere, plain(**batch))
+        assert abs(float(halfway - plain(**batch))) > 1e-4
+        with pytest.raises(ValueError, match="figure masks"):
+            boosted(**batch)
 
 
 def test_bf16_autocast_trains(tmp_path):

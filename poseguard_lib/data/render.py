@@ -431,6 +431,14 @@ class _Painter:
         self.fill([_ellipse(mouth, 0.28 * face_rx, 0.07 * ry, tilt)], _LIP_COLOUR)
 
 
+def render_studio(appearance: Appearance, height: int, width: int) -> np.ndarray:
+    """The frame :func:`render_person` gives with nobody in it: the pixels where a frame differs from
+    it are the person's and their shadow's (the wall is flat, so nothing else does)."""
+    check_image_size(height, width)
+    wall = _studio(appearance.background, appearance.floor_shade, height * SUPERSAMPLE, width * SUPERSAMPLE)
+    return cv2.resize(wall, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def render_person(pose: Pose, appearance: Appearance, height: int, width: int, fingers: bool = False) -> np.ndarray:
     """An RGB uint8 (height, width, 3) frame of ``appearance`` in ``pose`` on its studio background.
 

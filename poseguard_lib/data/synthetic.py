@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from poseguard_lib.config import DataSettings
 from poseguard_lib.data.appearance import Appearance, sample_appearances
 from poseguard_lib.data.motions import HELD_OUT_MOTIONS, benign_motions
-from poseguard_lib.data.render import render_person
+from poseguard_lib.data.render import render_person, render_studio
 from poseguard_lib.pose.draw import condition_image
 from poseguard_lib.pose.skeleton import PoseSequence
 from poseguard_lib.pose.transforms import CropBox, random_crop, scale, translate
@@ -202,6 +202,12 @@ class _SeededDataset(Dataset):
         return rotate_hue(frames, float(rng.uniform(0, 2 * np.pi)))
 
 
+def figure_masks(video: SyntheticVideo) -> np.ndarray:
+    """(T, H, W) bool: where each frame shows the person or their shadow rather than the bare studio."""
+    studio = render_studio(video.appearance, *video.frames.shape[1:3])
+    return (video.frames != studio).any(axis=-1)
+
+
 class ImagePairDataset(_SeededDataset):
     """Stage 1: a reference frame, the target frame's pose image and the target frame.
 
@@ -209,6 +215,8 @@ class ImagePairDataset(_SeededDataset):
     third of the video away from the target when the video is long enough (Moore-AnimateAnyone
     keeps a margin between the two so the model must move the person, not copy the frame).
     With ``crop_min_scale`` the three images share one random crop, resized back to full size.
+    With ``figure_mask`` an item also holds ``figure``, (1, H, W): 1 where the target shows the
+    person (:func:`figure_masks`, cropped alike), for a loss that weighs the person apart.
     """
 
     def __init__(
@@ -217,8 +225,10 @@ class ImagePairDataset(_SeededDataset):
         seed: int = 0,
         crop_min_scale: float | None = None,
         hue_augment: bool = False,
+        figure_mask: bool = False,
     ):
         super().__init__(videos, seed, crop_min_scale, hue_augment)
+        self.figure_mask = figure_mask
         self._index = [(v, t) for v, video in enumerate(self.videos) for t in range(len(video))]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -231,11 +241,15 @@ class ImagePairDataset(_SeededDataset):
         candidates = candidates or [i for i in range(n) if i != target] or [target]
         reference = int(rng.choice(candidates))
         box = self._crop_box(video, target, rng)
-        target_frame, pose, reference_frame = _crop_resize(
-            np.stack([video.frames[target], video.pose_images[target], video.frames[reference]]), box
-        )
+        images = [video.frames[target], video.pose_images[target], video.frames[reference]]
+        if self.figure_mask:
+            images.append(np.repeat(figure_masks(video)[target, ..., None], 3, axis=-1).astype(np.uint8) * 255)
+        target_frame, pose, reference_frame, *figure = _crop_resize(np.stack(images), box)
         target_frame, reference_frame = self._recolour(np.stack([target_frame, reference_frame]), rng)
-        return {"reference": to_tensor(reference_frame), "pose": to_tensor(pose), "target": to_tensor(target_frame)}
+        item = {"reference": to_tensor(reference_frame), "pose": to_tensor(pose), "target": to_tensor(target_frame)}
+        if figure:
+            item["figure"] = (to_tensor(figure[0])[:1] > 0).float()
+        return item
 
 
 class VideoClipDataset(_SeededDataset):

@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from torch import nn
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from poseguard_lib.config import ProfileConfig, TrainSettings, compute_device
@@ -59,10 +60,18 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
     return torch.clamp(snr_plus_one, max=gamma) / snr_plus_one
 
 
-def v_loss(model: AnimateAnyone, prediction, latents, noise, timesteps, gamma: float) -> torch.Tensor:
-    """Min-SNR-weighted MSE between the predicted and the true velocity, averaged over the batch."""
+def v_loss(model: AnimateAnyone, prediction, latents, noise, timesteps, gamma: float, weights=None) -> torch.Tensor:
+    """Min-SNR-weighted MSE between the predicted and the true velocity, averaged over the batch.
+
+    ``weights`` (broadcastable to the prediction) make the MSE of each sample a weighted mean.
+    """
     target = model.scheduler.get_velocity(latents, noise, timesteps)
-    per_sample = ((prediction.float() - target.float()) ** 2).flatten(1).mean(1)
+    squared = (prediction.float() - target.float()) ** 2
+    if weights is None:
+        per_sample = squared.flatten(1).mean(1)
+    else:
+        weights = weights.expand_as(squared)
+        per_sample = (squared * weights).flatten(1).sum(1) / weights.flatten(1).sum(1)
     return (per_sample * min_snr_weights(model.scheduler, timesteps, gamma)).mean()
 
 
@@ -74,16 +83,26 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
         self.gamma = settings.snr_gamma
+        self.figure_boost = settings.figure_loss_boost
 
 
 class ImageObjective(_Objective):
-    """Stage 1: reference, pose and noisy target through the 2D denoiser."""
+    """Stage 1: reference, pose and noisy target through the 2D denoiser.
 
-    def forward(self, reference, pose, target, noise, timesteps, with_reference):
+    With ``figure_loss_boost`` a diffusion-space position counts 1 + boost times where its pixels
+    touch the person (the batch's ``figure`` masks, max-pooled to the diffusion space's size).
+    """
+
+    def forward(self, reference, pose, target, noise, timesteps, with_reference, figure=None):
         latents = self.model.encode(target)
         noisy = self.model.scheduler.add_noise(latents, noise, timesteps)
         prediction = self.model.predict(noisy, timesteps, reference, pose, with_reference)
-        return v_loss(self.model, prediction, latents, noise, timesteps, self.gamma)
+        weights = None
+        if self.figure_boost:
+            if figure is None:
+                raise ValueError("figure_loss_boost needs batches with figure masks (ImagePairDataset(figure_mask=True))")
+            weights = 1 + self.figure_boost * F.adaptive_max_pool2d(figure.to(latents.device), latents.shape[-2:])
+        return v_loss(self.model, prediction, latents, noise, timesteps, self.gamma, weights)
 
 
 class VideoObjective(_Objective):
@@ -154,7 +173,7 @@ def draw_batch(
     """
     indices = torch.randint(len(dataset), (batch_size,), generator=generator).tolist()
     items = [dataset[i] for i in indices]
-    batch = {key: torch.stack([item[key] for item in items]) for key in ("reference", "pose", "target")}
+    batch = {key: torch.stack([item[key] for item in items]) for key in items[0]}
     noise = torch.randn((batch_size, *latent_shape), generator=generator)
     channels, rest = latent_shape[0], (1,) * (len(latent_shape) - 1)
     offset = torch.randn((batch_size, channels // offset_group, *rest), generator=generator)
@@ -237,7 +256,7 @@ def train_stage(
         accelerator.load_state(str(resume_from))
         state = _read_state(resume_from)
         start, history = state["step"], state["history"]
-    sample_shape = _latent_shape(model, dataset[0]["target"])
+    sample_shape = latent_shape(model, dataset[0]["target"])
     offset_group = noise_offset_group(model)
 
     objective.train()
@@ -269,7 +288,7 @@ def _read_state(checkpoint: Path) -> dict:
     return json.loads((checkpoint / STATE_FILE).read_text())
 
 
-def _latent_shape(model: AnimateAnyone, target: torch.Tensor) -> tuple[int, ...]:
+def latent_shape(model: AnimateAnyone, target: torch.Tensor) -> tuple[int, ...]:
     """Shape of one sample's noise: (C, h, w) for frames (3, H, W), (C, T, h, w) for clips (T, 3, H, W)."""
     channels = model.denoising_unet.config.in_channels
     height, width = (side // model.downscale for side in target.shape[-2:])
@@ -281,7 +300,8 @@ def _latent_shape(model: AnimateAnyone, target: torch.Tensor) -> tuple[int, ...]
 # ----------------------------------------------------------------------------- cached base model
 def training_key(profile_cfg: ProfileConfig) -> str:
     """Cache key: everything that changes the trained weights (data, model, training, seed)."""
-    relevant = {k: profile_cfg.model_dump(mode="json")[k] for k in ("profile", "seed", "model", "train")}
+    relevant = {k: profile_cfg.model_dump(mode="json")[k] for k in ("profile", "seed", "model")}
+    relevant["train"] = profile_cfg.train.cache_record()
     relevant["data"] = profile_cfg.data.cache_record()
     return f"{profile_cfg.profile}-{sha256_json(relevant)[:16]}"
 
@@ -329,7 +349,8 @@ def load_or_train_base_model(
     # regularise, and crops would move the training distribution away from the uncropped tests.
     train_videos = build_split(profile_cfg.data, profile_cfg.seed)["train"]
     hue_augment = profile_cfg.train.hue_augment
-    image_dataset = ImagePairDataset(train_videos, seed=profile_cfg.seed, hue_augment=hue_augment)
+    image_dataset = ImagePairDataset(train_videos, seed=profile_cfg.seed, hue_augment=hue_augment,
+                                     figure_mask=profile_cfg.train.figure_loss_boost > 0)
     video_dataset = VideoClipDataset(
         train_videos, clip_length=profile_cfg.train.video_frames, seed=profile_cfg.seed, hue_augment=hue_augment
     )
