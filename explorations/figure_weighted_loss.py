@@ -14,6 +14,8 @@ drawn alike for every base). Bases that are not cached are trained first (about 
 sampling a base takes about 18 minutes for both frame sets. Each model's rows replace its earlier rows.
 
     .venv/bin/python explorations/figure_weighted_loss.py
+    # the committed table also measures the 8,000-step base and the base without hue augmentation:
+    .venv/bin/python explorations/figure_weighted_loss.py --stage1-steps 5000 8000 --without-hue-augment 5000
 """
 
 import argparse
