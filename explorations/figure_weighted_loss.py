@@ -23,16 +23,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.nn import functional as F
 
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.data.synthetic import ImagePairDataset
 from poseguard_lib.io import replace_rows
-from poseguard_lib.models.training import (draw_batch, latent_shape, load_or_train_base_model, noise_offset_group,
-                                          v_loss)
-from poseguard_lib.study import (add_base_options, appearance_gap_parts, base_variants, benign_eval_set,
-                                 generate_benign, quality_row, reference_copies, texture_columns,
-                                 training_eval_set)
+from poseguard_lib.models.training import (ImageObjective, draw_batch, figure_positions, latent_shape,
+                                          load_or_train_base_model, noise_offset_group, v_loss)
+from poseguard_lib.study import (add_base_options, appearance_gap_parts, base_variants, beside_baselines,
+                                 benign_eval_set, generate_benign, quality_row, texture_columns, training_eval_set)
 
 TABLE = Path("results/small/base_model/figure_weighted_loss.csv")
 TRAINING_VIDEOS = 3  # as reference_hue_path.py: people the generator has seen
@@ -43,17 +41,17 @@ LOSS_BATCHES, LOSS_BATCH_SIZE = 8, 16
 def loss_by_region(model, videos, cfg) -> dict[str, float]:
     """Stage 1's loss (min-SNR-weighted v-MSE) on the positions touching the person and on the rest."""
     pairs = ImagePairDataset(videos, seed=cfg.seed, figure_mask=True)
+    objective = ImageObjective(model, cfg.train)
+    shape = latent_shape(model, pairs[0]["target"])
     generator = torch.Generator().manual_seed(cfg.seed)
     totals = {"loss_figure": 0.0, "loss_wall": 0.0}
     for _ in range(LOSS_BATCHES):
-        batch = draw_batch(pairs, LOSS_BATCH_SIZE, latent_shape(model, pairs[0]["target"]), cfg.train, generator,
-                           noise_offset_group(model))
-        latents = model.encode(batch["target"])
-        noisy = model.scheduler.add_noise(latents, batch["noise"], batch["timesteps"])
-        kept = torch.ones_like(batch["with_reference"])
-        prediction = model.predict(noisy, batch["timesteps"], batch["reference"], batch["pose"], kept)
-        figure = F.adaptive_max_pool2d(batch["figure"], latents.shape[-2:])
-        for name, weights in (("loss_figure", figure), ("loss_wall", 1 - figure)):
+        batch = draw_batch(pairs, LOSS_BATCH_SIZE, shape, cfg.train, generator, noise_offset_group(model))
+        figure = batch.pop("figure")
+        batch["with_reference"] = torch.ones_like(batch["with_reference"])  # conditions kept
+        prediction, latents = objective.denoise(**batch)
+        person = figure_positions(figure, latents)
+        for name, weights in (("loss_figure", person), ("loss_wall", 1 - person)):
             totals[name] += v_loss(model, prediction, latents, batch["noise"], batch["timesteps"],
                                    cfg.train.snr_gamma, weights).item() / LOSS_BATCHES
     return totals
@@ -79,10 +77,8 @@ for name, base_config in base_variants(config, args).items():
 tables = []
 for frames_set, eval_set in frames_sets.items():
     truth = torch.cat(eval_set.ground_truth)
-    compared = outputs[frames_set] | {"copy the reference (baseline)": reference_copies(eval_set),
-                                      "ground truth (ceiling)": list(eval_set.ground_truth)}
     quality = pd.DataFrame([quality_row(name, frames, eval_set) | texture_columns(torch.cat(frames), truth)
-                            for name, frames in compared.items()])
+                            for name, frames in beside_baselines(outputs[frames_set], eval_set).items()])
     parts = appearance_gap_parts(outputs[frames_set], eval_set, config)
     by_part = (parts[parts.part != "every part"]  # that one is the appearance gap itself
                .pivot(index="model", columns="part", values="gap").add_prefix("appearance_gap_").reset_index())

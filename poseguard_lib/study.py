@@ -288,12 +288,15 @@ def base_quality(generated: list[torch.Tensor], eval_set: BenignEvalSet, name: s
     output keeps the reference's appearance. The copy-the-reference baseline returns the reference
     unchanged for every pose; the ceiling is the ground truth itself.
     """
-    rows = [
-        quality_row(name, generated, eval_set),
-        quality_row("copy the reference (baseline)", reference_copies(eval_set), eval_set),
-        quality_row("ground truth (ceiling)", list(eval_set.ground_truth), eval_set),
-    ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame([quality_row(row, frames, eval_set)
+                         for row, frames in beside_baselines({name: generated}, eval_set).items()])
+
+
+def beside_baselines(outputs: dict[str, list[torch.Tensor]], eval_set: BenignEvalSet) -> dict[str, list[torch.Tensor]]:
+    """``outputs`` (frames per video, by model) followed by the two rows every base-model table shows:
+    copying the reference (the trivial baseline) and the ground truth (the ceiling)."""
+    return outputs | {"copy the reference (baseline)": reference_copies(eval_set),
+                      "ground truth (ceiling)": list(eval_set.ground_truth)}
 
 
 def appearance_gap_parts(outputs: dict[str, list[torch.Tensor]], eval_set: BenignEvalSet, cfg: ProfileConfig,
@@ -314,10 +317,8 @@ def appearance_gap_parts(outputs: dict[str, list[torch.Tensor]], eval_set: Benig
                                  for video, other, frames in zip(eval_set.videos, eval_set.other_people,
                                                                  eval_set.ground_truth, strict=True)])
                 for part, names in parts.items()} | {"every part": torch.cat(eval_set.other_appearance)}
-    compared = outputs | {"copy the reference (baseline)": reference_copies(eval_set),
-                          "ground truth (ceiling)": list(eval_set.ground_truth)}
     rows = []
-    for name, frames in compared.items():
+    for name, frames in beside_baselines(outputs, eval_set).items():
         generated = torch.cat(frames)
         matched = ssim(generated, truth)
         rows += [{"model": name, "part": part, "fields": " ".join(parts.get(part, ("all",))),

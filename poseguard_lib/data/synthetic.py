@@ -202,10 +202,11 @@ class _SeededDataset(Dataset):
         return rotate_hue(frames, float(rng.uniform(0, 2 * np.pi)))
 
 
-def figure_masks(video: SyntheticVideo) -> np.ndarray:
-    """(T, H, W) bool: where each frame shows the person or their shadow rather than the bare studio."""
+def figure_masks(video: SyntheticVideo, frames: int | slice = slice(None)) -> np.ndarray:
+    """(T, H, W) bool, or (H, W) for one frame: where ``frames`` show the person or their shadow rather
+    than the bare studio."""
     studio = render_studio(video.appearance, *video.frames.shape[1:3])
-    return (video.frames != studio).any(axis=-1)
+    return (video.frames[frames] != studio).any(axis=-1)
 
 
 class ImagePairDataset(_SeededDataset):
@@ -243,7 +244,7 @@ class ImagePairDataset(_SeededDataset):
         box = self._crop_box(video, target, rng)
         images = [video.frames[target], video.pose_images[target], video.frames[reference]]
         if self.figure_mask:
-            images.append(np.repeat(figure_masks(video)[target, ..., None], 3, axis=-1).astype(np.uint8) * 255)
+            images.append(np.repeat(figure_masks(video, target)[..., None], 3, axis=-1).astype(np.uint8) * 255)
         target_frame, pose, reference_frame, *figure = _crop_resize(np.stack(images), box)
         target_frame, reference_frame = self._recolour(np.stack([target_frame, reference_frame]), rng)
         item = {"reference": to_tensor(reference_frame), "pose": to_tensor(pose), "target": to_tensor(target_frame)}

@@ -93,16 +93,26 @@ class ImageObjective(_Objective):
     touch the person (the batch's ``figure`` masks, max-pooled to the diffusion space's size).
     """
 
-    def forward(self, reference, pose, target, noise, timesteps, with_reference, figure=None):
+    def denoise(self, reference, pose, target, noise, timesteps, with_reference):
+        """The velocity predicted for the noised targets, and the clean targets in diffusion space."""
         latents = self.model.encode(target)
         noisy = self.model.scheduler.add_noise(latents, noise, timesteps)
-        prediction = self.model.predict(noisy, timesteps, reference, pose, with_reference)
+        return self.model.predict(noisy, timesteps, reference, pose, with_reference), latents
+
+    def forward(self, reference, pose, target, noise, timesteps, with_reference, figure=None):
+        prediction, latents = self.denoise(reference, pose, target, noise, timesteps, with_reference)
         weights = None
         if self.figure_boost:
             if figure is None:
                 raise ValueError("figure_loss_boost needs batches with figure masks (ImagePairDataset(figure_mask=True))")
-            weights = 1 + self.figure_boost * F.adaptive_max_pool2d(figure.to(latents.device), latents.shape[-2:])
+            weights = 1 + self.figure_boost * figure_positions(figure, latents)
         return v_loss(self.model, prediction, latents, noise, timesteps, self.gamma, weights)
+
+
+def figure_positions(figure: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """(B, 1, h, w): 1 where a diffusion-space position's pixels touch the person (the (B, 1, H, W)
+    ``figure`` masks max-pooled to the latents' size), else 0."""
+    return F.adaptive_max_pool2d(figure.to(latents.device), latents.shape[-2:])
 
 
 class VideoObjective(_Objective):
