@@ -24,11 +24,9 @@ from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.data.appearance import APPEARANCE_PARTS
 from poseguard_lib.io import replace_rows
 from poseguard_lib.models.training import load_or_train_base_model
-from poseguard_lib.study import (add_base_options, appearance_gap_parts, base_variants, benign_eval_set,
-                                 every_person_eval_set, generate_benign, training_eval_set)
+from poseguard_lib.study import add_base_options, appearance_gap_parts, base_frame_sets, base_variants, generate_benign
 
 TABLE = Path("results/small/base_model/appearance_gap_parts.csv")
-TRAINING_VIDEOS = 3  # as reference_hue_path.py: people the generator has seen
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 add_base_options(parser, augmented=[5000, 8000], unaugmented=[5000])
@@ -36,9 +34,7 @@ args = parser.parse_args()
 
 config = load_profile("small", seed=0)
 configure_torch(config)
-frames_sets = {"notebook 02's held-out frames": benign_eval_set(config),
-               "every held-out person, 2 videos each": every_person_eval_set(config),
-               f"{TRAINING_VIDEOS} training videos": training_eval_set(config, TRAINING_VIDEOS)}
+frames_sets = base_frame_sets(config, every_person=True)
 
 outputs = {frames_set: {} for frames_set in frames_sets}
 for name, base_config in base_variants(config, args).items():

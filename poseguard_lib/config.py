@@ -55,8 +55,11 @@ class DataSettings(Section):
     # Paint each hand's fingers from its 21 keypoints. Off, a hand is a skin ellipse at the wrist and a
     # gesture never shows in a frame (explorations/gesture_pose_alone.py --render-fingers).
     render_fingers: bool = False
+    # People drawn after the held-out ones and added to the training split, so the held-out people and
+    # their videos stay those of the profile (explorations/training_people.py). Off in every profile.
+    extra_train_appearances: int = Field(default=0, ge=0)
     source: Literal["synthetic", "ubc_fashion"] = "synthetic"
-    keyed_when_on = ("render_fingers",)
+    keyed_when_on = ("render_fingers", "extra_train_appearances")
 
     @model_validator(mode="after")
     def _check_wall_saturation(self) -> "DataSettings":
@@ -336,7 +339,8 @@ class ProfileConfig(Section):
     defense: DefenseSettings
 
     def digest(self) -> str:
-        """SHA-256 of the resolved configuration: the key that caches trained models."""
+        """SHA-256 of the resolved configuration, recorded in each result's provenance (trained models are
+        cached under ``training_key``, which leaves out options that are off)."""
         return sha256_json(self.model_dump(mode="json"))
 
     def with_changes(self, section: str, **changes) -> "ProfileConfig":

@@ -10,7 +10,8 @@ Notebooks call these so that every experiment evaluates on the same held-out dat
   (sampled outputs are cached on disk by :func:`cached_generation`).
 - :func:`base_quality`: SSIM/PSNR against ground truth plus the two checks that the model
   really follows the pose and keeps the appearance, beside the copy-the-reference baseline and
-  the ground-truth ceiling.
+  the ground-truth ceiling. :func:`compare_bases` puts variants of the base (explorations) side by
+  side with the same measures and more.
 """
 
 from __future__ import annotations
@@ -25,17 +26,18 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from poseguard_lib.config import DefenseSettings, ProfileConfig
+from poseguard_lib.config import DefenseSettings, ProfileConfig, configure_torch, load_profile
 from poseguard_lib.data.appearance import APPEARANCE_PARTS, Appearance, with_fields_of
 from poseguard_lib.data.catalogue import load_unsafe_catalogue
 from poseguard_lib.data.render import render_person
 from poseguard_lib.data.synthetic import ImagePairDataset, SyntheticVideo, build_split, rotate_hue, to_tensor
 from poseguard_lib.defense import UnsafePairDataset, load_or_defend, reference_frames, safe_target
-from poseguard_lib.io import atomic_path, cache_dir, sha256_json, sha256_tensors
+from poseguard_lib.io import atomic_path, cache_dir, replace_rows, sha256_json, sha256_tensors
 from poseguard_lib.metrics.evaluate import ModelOutputs, evaluate_models
 from poseguard_lib.metrics.image import psnr, ssim, ssim_by_texture, subpixel_pattern
 from poseguard_lib.models.pipeline import generate_images, generate_video
-from poseguard_lib.models.training import load_or_train_base_model, training_key
+from poseguard_lib.models.training import (ImageObjective, draw_batch, figure_positions, latent_shape,
+                                          load_or_train_base_model, noise_offset_group, training_key, v_loss)
 from poseguard_lib.pose.draw import condition_image
 from poseguard_lib.reporting import BASELINE_METHOD, to_uint8
 
@@ -139,7 +141,8 @@ def render_video_as(video: SyntheticVideo, person: Appearance, frames: slice, cf
     return to_tensor(np.stack(rendered))
 
 
-def add_base_options(parser, augmented: list[int], unaugmented: list[int], figure_boosts: list[float] = ()) -> None:
+def add_base_options(parser, augmented: list[int], unaugmented: list[int], figure_boosts: list[float] = (),
+                     extra_people: list[int] = ()) -> None:
     """The options by which an exploration names the trained bases it measures (defaults as given)."""
     parser.add_argument("--stage1-steps", type=int, nargs="*", default=augmented,
                         help="stage-1 budgets of bases trained as the profile trains (hue augmentation on)")
@@ -148,6 +151,9 @@ def add_base_options(parser, augmented: list[int], unaugmented: list[int], figur
     parser.add_argument("--figure-loss-boost", type=float, nargs="*", default=list(figure_boosts),
                         help="bases trained as the profile trains but with the person's pixels counting 1 + this "
                              "many times in stage 1's loss (train.figure_loss_boost)")
+    parser.add_argument("--extra-people", type=int, nargs="*", default=list(extra_people),
+                        help="bases trained as the profile trains but on this many more people, drawn after the "
+                             "held-out ones (data.extra_train_appearances)")
 
 
 def base_variants(cfg: ProfileConfig, options) -> dict[str, ProfileConfig]:
@@ -155,12 +161,16 @@ def base_variants(cfg: ProfileConfig, options) -> dict[str, ProfileConfig]:
     def name(base: ProfileConfig) -> str:
         train = base.train
         boost = f", person ×{1 + train.figure_loss_boost:g} in the loss" if train.figure_loss_boost else ""
-        return f"base, {train.stage1_steps} stage-1 steps, hue augmentation {'on' if train.hue_augment else 'off'}{boost}"
+        extra = base.data.extra_train_appearances
+        people = f", {base.data.n_train_appearances + extra} training people" if extra else ""
+        return (f"base, {train.stage1_steps} stage-1 steps, hue augmentation {'on' if train.hue_augment else 'off'}"
+                f"{boost}{people}")
 
     bases = [cfg.with_changes("train", stage1_steps=steps, hue_augment=augment)
              for augment, budgets in ((True, options.stage1_steps), (False, options.without_hue_augment))
              for steps in budgets]
     bases += [cfg.with_changes("train", figure_loss_boost=boost) for boost in options.figure_loss_boost]
+    bases += [cfg.with_changes("data", extra_train_appearances=extra) for extra in options.extra_people]
     return {name(base): base for base in bases}
 
 
@@ -326,6 +336,81 @@ def appearance_gap_parts(outputs: dict[str, list[torch.Tensor]], eval_set: Benig
                   "changed_pixels": (variant != truth).any(dim=1).float().mean().item(), "frames": len(truth)}
                  for part, variant in variants.items()]
     return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def stage1_loss_by_region(model, videos, cfg: ProfileConfig, batches: int = 8, batch_size: int = 16) -> dict[str, float]:
+    """Stage 1's loss (min-SNR-weighted v-MSE, the plain mean) on the diffusion-space positions touching
+    the person (``loss_figure``) and on the rest (``loss_wall``), over pairs of ``videos`` with their
+    conditions kept. Noise and timesteps come from ``cfg.seed``, so bases are measured on the same draws."""
+    pairs = ImagePairDataset(videos, seed=cfg.seed, figure_mask=True)
+    objective = ImageObjective(model, cfg.train)
+    shape = latent_shape(model, pairs[0]["target"])
+    generator = torch.Generator().manual_seed(cfg.seed)
+    totals = {"loss_figure": 0.0, "loss_wall": 0.0}
+    for _ in range(batches):
+        batch = draw_batch(pairs, batch_size, shape, cfg.train, generator, noise_offset_group(model))
+        figure = batch.pop("figure")
+        batch["with_reference"] = torch.ones_like(batch["with_reference"])
+        prediction, latents = objective.denoise(**batch)
+        person = figure_positions(figure, latents)
+        for name, weights in (("loss_figure", person), ("loss_wall", 1 - person)):
+            totals[name] += v_loss(model, prediction, latents, batch["noise"], batch["timesteps"],
+                                   cfg.train.snr_gamma, weights).item() / batches
+    return totals
+
+
+def base_frame_sets(cfg: ProfileConfig, every_person: bool = False, training_videos: int = 3) -> dict[str, BenignEvalSet]:
+    """The frame sets on which the explorations compare bases, by the name their tables give them:
+    notebook 02's held-out frames, two videos of each held-out person (``every_person``: notebook 02's
+    videos show three of them) and ``training_videos`` videos of people every base has seen."""
+    sets = {"notebook 02's held-out frames": benign_eval_set(cfg)}
+    if every_person:
+        sets["every held-out person, 2 videos each"] = every_person_eval_set(cfg)
+    return sets | {f"{training_videos} training videos": training_eval_set(cfg, training_videos)}
+
+
+def compare_bases(bases: dict[str, ProfileConfig], frames_sets: dict[str, BenignEvalSet], cfg: ProfileConfig,
+                  table: Path) -> pd.DataFrame:
+    """Trained bases side by side on each frame set, as notebook 02 measures them: SSIM, PSNR, the pose and
+    appearance gaps, SSIM on the flat wall and on the textured figure, the appearance gap by part of the
+    person and stage 1's loss on the person and on the rest; beside copying the reference and the ground
+    truth. Bases not yet cached are trained first; their outputs come from the generation cache. Each
+    base's rows replace its earlier rows in ``table``; returns the whole table."""
+    outputs = {frames_set: {} for frames_set in frames_sets}
+    losses = []
+    for name, base_config in bases.items():
+        model, _ = load_or_train_base_model(base_config, progress=False)
+        for frames_set, eval_set in frames_sets.items():
+            outputs[frames_set][name] = generate_benign(model, eval_set, base_config)
+            losses.append({"model": name, "frames_set": frames_set} | stage1_loss_by_region(model, eval_set.videos, cfg))
+    tables = []
+    for frames_set, eval_set in frames_sets.items():
+        truth = torch.cat(eval_set.ground_truth)
+        quality = pd.DataFrame([quality_row(name, frames, eval_set) | texture_columns(torch.cat(frames), truth)
+                                for name, frames in beside_baselines(outputs[frames_set], eval_set).items()])
+        parts = appearance_gap_parts(outputs[frames_set], eval_set, cfg)
+        by_part = (parts[parts.part != "every part"]  # that one is the appearance gap itself
+                   .pivot(index="model", columns="part", values="gap").add_prefix("appearance_gap_").reset_index())
+        tables.append(quality.merge(by_part, on="model").assign(frames_set=frames_set))
+    measured = pd.concat(tables).merge(pd.DataFrame(losses), on=["model", "frames_set"], how="left")
+    # the copy and ceiling rows depend on the frames only; every run rewrites them alike
+    return replace_rows(table, measured.assign(profile=cfg.profile), key="model", sort_by=["frames_set", "model"])
+
+
+def compare_bases_script(description: str, table: Path, every_person: bool = False, **base_defaults) -> None:
+    """An exploration that compares the bases its command line names (``base_defaults``: the defaults of
+    :func:`add_base_options`) with :func:`compare_bases` on :func:`base_frame_sets`, and prints the table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    add_base_options(parser, **base_defaults)
+    args = parser.parse_args()
+    cfg = load_profile("small", seed=0)
+    configure_torch(cfg)
+    measured = compare_bases(base_variants(cfg, args), base_frame_sets(cfg, every_person), cfg, table)
+    print(measured.set_index(["frames_set", "model"]).drop(columns=["frames", "profile"]).round(3).T.to_string(),
+          flush=True)
 
 
 def colour_transfer(generate, references: torch.Tensor, angles=(2 * np.pi / 3, 4 * np.pi / 3)) -> float:

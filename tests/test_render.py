@@ -295,6 +295,20 @@ def test_splits_are_reproducible_and_depend_on_the_seed(splits):
     assert {v.appearance for v in other["train"]} != {v.appearance for v in splits["train"]}
 
 
+def test_extra_training_people_join_the_training_split_and_leave_the_held_out_videos_alone(splits):
+    more = build_split(SMALL_DATA.model_copy(update={"extra_train_appearances": 2}), seed=0)
+    motions = len({v.motion for v in splits["train"]})
+    assert len(more["train"]) == len(splits["train"]) + 2 * motions
+    profile_people = {v.appearance for v in splits["train"] + splits["test_appearance"]}
+    assert len({v.appearance for v in more["train"][len(splits["train"]):]} - profile_people) == 2
+    for name, videos in splits.items():  # the held-out videos and the profile's training videos, placements too
+        assert all(np.array_equal(a.frames, b.frames) and a.appearance == b.appearance
+                   for a, b in zip(videos, more[name]))
+    assert "extra_train_appearances" not in SMALL_DATA.cache_record()  # keys of earlier models stay
+    with pytest.raises(ValueError, match="extra_train_appearances"):
+        SMALL_DATA.model_validate({**SMALL_DATA.model_dump(), "extra_train_appearances": -1})
+
+
 def test_frames_show_the_pose_drawn_in_the_pose_image(splits):
     video = splits["train"][0]
     for t in (0, 5):

@@ -13,11 +13,11 @@ from poseguard_lib.data.synthetic import build_split
 from poseguard_lib.io import cache_dir
 from poseguard_lib.metrics.synthetic import ClipNetwork, ImageNetwork, SyntheticExtractors
 from poseguard_lib.models.training import training_key
-from poseguard_lib.study import (add_base_options, appearance_gap_parts, base_quality, base_variants, benign_eval_set,
-                                 benign_keypoints, choose_setting, chosen_defense_settings, colour_transfer,
+from poseguard_lib.study import (add_base_options, appearance_gap_parts, base_frame_sets, base_quality, base_variants,
+                                 benign_eval_set, benign_keypoints, choose_setting, chosen_defense_settings, colour_transfer,
                                  defense_study, every_person_eval_set, generate_benign, inference_cost, pose_roles,
-                                 render_video_as, sampled_defense_summary, select_setting, table1_rows, timed_rounds,
-                                 training_eval_set, unsafe_eval_set, unsafe_order, validation_set)
+                                 render_video_as, sampled_defense_summary, select_setting, stage1_loss_by_region,
+                                 table1_rows, timed_rounds, training_eval_set, unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
 
@@ -64,6 +64,15 @@ def test_every_person_eval_set_takes_each_held_out_person_alike_on_both_kinds_of
         every_person_eval_set(CONFIG, videos_per_person=100)
 
 
+def test_base_frame_sets_keep_the_names_the_committed_tables_use(eval_set):
+    sets = base_frame_sets(CONFIG, every_person=True, training_videos=2)
+    assert list(sets) == ["notebook 02's held-out frames", "every held-out person, 2 videos each", "2 training videos"]
+    assert sets["notebook 02's held-out frames"].videos == eval_set.videos
+    assert sets["2 training videos"].videos == training_eval_set(CONFIG, 2).videos
+    assert sets["every held-out person, 2 videos each"].videos == every_person_eval_set(CONFIG).videos
+    assert list(base_frame_sets(CONFIG)) == ["notebook 02's held-out frames", "3 training videos"]
+
+
 def test_base_options_name_each_base_and_set_its_budget_and_augmentation():
     import argparse
 
@@ -80,6 +89,24 @@ def test_base_options_name_each_base_and_set_its_budget_and_augmentation():
                                                        "--figure-loss-boost", "9"]))
     assert list(boosted) == ["base, 100 stage-1 steps, hue augmentation off, person ×10 in the loss"]  # tiny: no augmentation
     assert next(iter(boosted.values())).train == CONFIG.train.model_copy(update={"figure_loss_boost": 9.0})
+    more_people = base_variants(CONFIG, parser.parse_args(["--stage1-steps", "--without-hue-augment",
+                                                           "--extra-people", "5"]))
+    assert list(more_people) == [f"base, 100 stage-1 steps, hue augmentation off, {CONFIG.data.n_train_appearances + 5} "
+                                 "training people"]
+    assert next(iter(more_people.values())).data == CONFIG.data.model_copy(update={"extra_train_appearances": 5})
+
+
+def test_stage1_loss_by_region_draws_alike_for_every_model_and_leaves_the_model_alone(eval_set):
+    from poseguard_lib.models import build_model
+
+    model = build_model(CONFIG.model, seed=0)
+    before = copy.deepcopy(model.state_dict())
+    losses = stage1_loss_by_region(model, eval_set.videos, CONFIG, batches=2, batch_size=4)
+    assert set(losses) == {"loss_figure", "loss_wall"} and all(value > 0 for value in losses.values())
+    assert stage1_loss_by_region(model, eval_set.videos, CONFIG, batches=2, batch_size=4) == losses
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+    other = stage1_loss_by_region(build_model(CONFIG.model, seed=1), eval_set.videos, CONFIG, batches=2, batch_size=4)
+    assert other != losses
 
 
 def test_first_videos_cuts_every_field_alike(eval_set):

@@ -80,8 +80,10 @@ def _placed(poses: PoseSequence, rng: np.random.Generator) -> PoseSequence:
 
 @lru_cache(maxsize=4)
 def _build_split(data: DataSettings, seed: int) -> dict[str, tuple[SyntheticVideo, ...]]:
-    appearances = sample_appearances(data.n_train_appearances + data.n_test_appearances, seed, data.wall_saturation)
-    train_people, test_people = appearances[: data.n_train_appearances], appearances[data.n_train_appearances :]
+    n_profile_people = data.n_train_appearances + data.n_test_appearances
+    appearances = sample_appearances(n_profile_people + data.extra_train_appearances, seed, data.wall_saturation)
+    train_people, test_people = appearances[: data.n_train_appearances], appearances[data.n_train_appearances : n_profile_people]
+    extra_people = appearances[n_profile_people:]
     motions = benign_motions(data.frames_per_video, aspect=data.width / data.height)
     unknown = sorted(set(HELD_OUT_MOTIONS) - set(motions))
     if unknown:
@@ -97,18 +99,22 @@ def _build_split(data: DataSettings, seed: int) -> dict[str, tuple[SyntheticVide
             for name in names
         )
 
-    return {
+    split = {
         "train": videos(train_people, training_motions),
         "test_appearance": videos(test_people, training_motions),
         "test_motion": videos(test_people, HELD_OUT_MOTIONS),
     }
+    # rendered last, so the placements drawn for the other videos stay those of the profile
+    split["train"] += videos(extra_people, training_motions)
+    return split
 
 
 def build_split(data: DataSettings, seed: int) -> dict[str, tuple[SyntheticVideo, ...]]:
     """The three splits of the synthetic data set for ``data`` and ``seed``.
 
-    ``train``: training people × training motions; ``test_appearance``: held-out people ×
-    training motions; ``test_motion``: held-out people × held-out motions.
+    ``train``: training people (``extra_train_appearances`` included) × training motions;
+    ``test_appearance``: held-out people × training motions; ``test_motion``: held-out people ×
+    held-out motions.
     """
     if not isinstance(data, DataSettings):
         raise TypeError(f"data must be DataSettings, got {type(data).__name__}")

@@ -417,7 +417,8 @@ class SyntheticExtractors:
 
 def extractor_data_settings(cfg):
     """The data settings the extractors are trained on: the study's, with its own number of people."""
-    return cfg.data.model_copy(update={"n_train_appearances": cfg.metrics.extractor_appearances})
+    return cfg.data.model_copy(update={"n_train_appearances": cfg.metrics.extractor_appearances,
+                                       "extra_train_appearances": 0})
 
 
 def extractor_cache_key(cfg) -> str:
