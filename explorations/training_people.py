@@ -13,15 +13,42 @@ steps, hue augmentation) is the profile's, so each person is seen fewer times.
 Each base is measured as ``figure_weighted_loss.py`` measures it, on notebook 02's held-out frames, on two
 videos of each of the eight held-out people and on three videos of the profile's training people (whom
 every base has seen). A base that is not cached is trained first (about 75 minutes on 2 cores, plus about
-3 minutes to render 288 more people); sampling it takes about 35 minutes for the three frame sets. Each
-model's rows replace its earlier rows.
+3 minutes to render 288 more people); sampling it takes about 35 minutes for the three frame sets. It also
+measures stage 1's loss on the person (as ``figure_weighted_loss.py`` does: 128 pairs) over all videos of
+three groups of people: the profile's training people, whom every base has seen; the extra people, whom
+only the bases trained on them have seen; and the held-out people, whom no base has seen
+(``training_people_loss.csv``). Each model's rows replace its earlier rows.
 
     .venv/bin/python explorations/training_people.py
 """
 
 from pathlib import Path
 
-from poseguard_lib.study import compare_bases_script
+import pandas as pd
 
-compare_bases_script(__doc__.splitlines()[0], Path("results/small/base_model/training_people.csv"), every_person=True,
-                     augmented=[5000], unaugmented=[], extra_people=[288])
+from poseguard_lib.config import load_profile
+from poseguard_lib.data.synthetic import build_split
+from poseguard_lib.io import replace_rows
+from poseguard_lib.models.training import load_or_train_base_model
+from poseguard_lib.study import compare_bases_script, stage1_loss_by_region
+
+bases = compare_bases_script(__doc__.splitlines()[0], Path("results/small/base_model/training_people.csv"),
+                             every_person=True, augmented=[5000], unaugmented=[], extra_people=[288])
+
+# stage 1's loss on people each base has or has not seen: the profile's training people (every base), the
+# extra people (only the bases trained on them) and the held-out people (none)
+config = load_profile("small", seed=0)
+most = max(base.data.extra_train_appearances for base in bases.values())
+split = build_split(config.with_changes("data", extra_train_appearances=most).data, config.seed)
+profile_videos = len(build_split(config.data, config.seed)["train"])
+groups = {f"the profile's {config.data.n_train_appearances} training people": split["train"][:profile_videos],
+          f"{most} more people, drawn after the held-out ones": split["train"][profile_videos:],
+          f"the {config.data.n_test_appearances} held-out people": split["test_appearance"] + split["test_motion"]}
+rows = []
+for name, base in bases.items():
+    model, _ = load_or_train_base_model(base, progress=False)
+    rows += [{"model": name, "people": people, "videos": len(videos)} | stage1_loss_by_region(model, videos, config)
+             for people, videos in groups.items() if videos]
+losses = replace_rows(Path("results/small/base_model/training_people_loss.csv"),
+                      pd.DataFrame(rows).assign(profile=config.profile), key="model", sort_by=["model", "people"])
+print(losses.pivot(index="people", columns="model", values="loss_figure").round(4).to_string(), flush=True)

@@ -398,9 +398,11 @@ def compare_bases(bases: dict[str, ProfileConfig], frames_sets: dict[str, Benign
     return replace_rows(table, measured.assign(profile=cfg.profile), key="model", sort_by=["frames_set", "model"])
 
 
-def compare_bases_script(description: str, table: Path, every_person: bool = False, **base_defaults) -> None:
+def compare_bases_script(description: str, table: Path, every_person: bool = False,
+                         **base_defaults) -> dict[str, ProfileConfig]:
     """An exploration that compares the bases its command line names (``base_defaults``: the defaults of
-    :func:`add_base_options`) with :func:`compare_bases` on :func:`base_frame_sets`, and prints the table."""
+    :func:`add_base_options`) with :func:`compare_bases` on :func:`base_frame_sets`, and prints the table.
+    Returns the bases, for measurements of the exploration's own."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -408,9 +410,11 @@ def compare_bases_script(description: str, table: Path, every_person: bool = Fal
     args = parser.parse_args()
     cfg = load_profile("small", seed=0)
     configure_torch(cfg)
-    measured = compare_bases(base_variants(cfg, args), base_frame_sets(cfg, every_person), cfg, table)
+    bases = base_variants(cfg, args)
+    measured = compare_bases(bases, base_frame_sets(cfg, every_person), cfg, table)
     print(measured.set_index(["frames_set", "model"]).drop(columns=["frames", "profile"]).round(3).T.to_string(),
           flush=True)
+    return bases
 
 
 def colour_transfer(generate, references: torch.Tensor, angles=(2 * np.pi / 3, 4 * np.pi / 3)) -> float:
