@@ -36,9 +36,9 @@ bases = compare_bases_script(__doc__.splitlines()[0], Path("results/small/base_m
                              every_person=True, augmented=[5000], unaugmented=[], extra_people=[288])
 
 # stage 1's loss on people each base has or has not seen: the profile's training people (every base), the
-# extra people (only the bases trained on them) and the held-out people (none)
+# extra people of the base with the most (a base with fewer saw the first of them) and the held-out people (none)
 config = load_profile("small", seed=0)
-most = max(base.data.extra_train_appearances for base in bases.values())
+most = max((base.data.extra_train_appearances for base in bases.values()), default=0)
 split = build_split(config.with_changes("data", extra_train_appearances=most).data, config.seed)
 profile_videos = len(build_split(config.data, config.seed)["train"])
 groups = {f"the profile's {config.data.n_train_appearances} training people": split["train"][:profile_videos],
