@@ -24,31 +24,8 @@ only the bases trained on them have seen; and the held-out people, whom no base 
 
 from pathlib import Path
 
-import pandas as pd
+from poseguard_lib.study import compare_bases_script
 
-from poseguard_lib.config import load_profile
-from poseguard_lib.data.synthetic import build_split
-from poseguard_lib.io import replace_rows
-from poseguard_lib.models.training import load_or_train_base_model
-from poseguard_lib.study import compare_bases_script, stage1_loss_by_region
-
-bases = compare_bases_script(__doc__.splitlines()[0], Path("results/small/base_model/training_people.csv"),
-                             every_person=True, augmented=[5000], unaugmented=[], extra_people=[288])
-
-# stage 1's loss on people each base has or has not seen: the profile's training people (every base), the
-# extra people of the base with the most (a base with fewer saw the first of them) and the held-out people (none)
-config = load_profile("small", seed=0)
-most = max((base.data.extra_train_appearances for base in bases.values()), default=0)
-split = build_split(config.with_changes("data", extra_train_appearances=most).data, config.seed)
-profile_videos = len(build_split(config.data, config.seed)["train"])
-groups = {f"the profile's {config.data.n_train_appearances} training people": split["train"][:profile_videos],
-          f"{most} more people, drawn after the held-out ones": split["train"][profile_videos:],
-          f"the {config.data.n_test_appearances} held-out people": split["test_appearance"] + split["test_motion"]}
-rows = []
-for name, base in bases.items():
-    model, _ = load_or_train_base_model(base, progress=False)
-    rows += [{"model": name, "people": people, "videos": len(videos)} | stage1_loss_by_region(model, videos, config)
-             for people, videos in groups.items() if videos]
-losses = replace_rows(Path("results/small/base_model/training_people_loss.csv"),
-                      pd.DataFrame(rows).assign(profile=config.profile), key="model", sort_by=["model", "people"])
-print(losses.pivot(index="people", columns="model", values="loss_figure").round(4).to_string(), flush=True)
+compare_bases_script(__doc__.splitlines()[0], Path("results/small/base_model/training_people.csv"), every_person=True,
+                     loss_table=Path("results/small/base_model/training_people_loss.csv"),
+                     augmented=[5000], unaugmented=[], extra_people=[288])

@@ -142,7 +142,7 @@ def render_video_as(video: SyntheticVideo, person: Appearance, frames: slice, cf
 
 
 def add_base_options(parser, augmented: list[int], unaugmented: list[int], figure_boosts: list[float] = (),
-                     extra_people: list[int] = ()) -> None:
+                     extra_people: list[int] = (), width_scales: list[float] = ()) -> None:
     """The options by which an exploration names the trained bases it measures (defaults as given)."""
     parser.add_argument("--stage1-steps", type=int, nargs="*", default=augmented,
                         help="stage-1 budgets of bases trained as the profile trains (hue augmentation on)")
@@ -154,6 +154,10 @@ def add_base_options(parser, augmented: list[int], unaugmented: list[int], figur
     parser.add_argument("--extra-people", type=int, nargs="*", default=list(extra_people),
                         help="bases trained as the profile trains but on this many more people, drawn after the "
                              "held-out ones (data.extra_train_appearances)")
+    parser.add_argument("--width-scale", type=float, nargs="*", default=list(width_scales),
+                        help="bases trained as the profile trains but with every UNet block this many times as "
+                             "wide (model.block_out_channels; the widths must stay divisible by the group and "
+                             "head counts)")
 
 
 def base_variants(cfg: ProfileConfig, options) -> dict[str, ProfileConfig]:
@@ -163,14 +167,19 @@ def base_variants(cfg: ProfileConfig, options) -> dict[str, ProfileConfig]:
         boost = f", person ×{1 + train.figure_loss_boost:g} in the loss" if train.figure_loss_boost else ""
         extra = base.data.extra_train_appearances
         people = f", {base.data.n_train_appearances + extra} training people" if extra else ""
+        widths = base.model.block_out_channels
+        wider = f", block widths {'-'.join(map(str, widths))}" if widths != cfg.model.block_out_channels else ""
         return (f"base, {train.stage1_steps} stage-1 steps, hue augmentation {'on' if train.hue_augment else 'off'}"
-                f"{boost}{people}")
+                f"{boost}{people}{wider}")
 
     bases = [cfg.with_changes("train", stage1_steps=steps, hue_augment=augment)
              for augment, budgets in ((True, options.stage1_steps), (False, options.without_hue_augment))
              for steps in budgets]
     bases += [cfg.with_changes("train", figure_loss_boost=boost) for boost in options.figure_loss_boost]
     bases += [cfg.with_changes("data", extra_train_appearances=extra) for extra in options.extra_people]
+    bases += [cfg.with_changes("model", block_out_channels=[round(width * scale)
+                                                            for width in cfg.model.block_out_channels])
+              for scale in options.width_scale]
     return {name(base): base for base in bases}
 
 
@@ -360,6 +369,21 @@ def stage1_loss_by_region(model, videos, cfg: ProfileConfig, batches: int = 8, b
     return totals
 
 
+def compare_person_loss(bases: dict[str, ProfileConfig], groups: dict[str, list], cfg: ProfileConfig,
+                        table: Path) -> pd.DataFrame:
+    """Each base's :func:`stage1_loss_by_region` over each group of videos (people some bases saw in
+    training and others did not), on the same draws for every base; empty groups are left out. Each
+    base's rows replace its earlier rows in ``table``; prints the loss on the person and returns the table."""
+    rows = []
+    for name, base_config in bases.items():
+        model, _ = load_or_train_base_model(base_config, progress=False)
+        rows += [{"model": name, "people": people, "videos": len(videos)} | stage1_loss_by_region(model, videos, cfg)
+                 for people, videos in groups.items() if videos]
+    losses = replace_rows(table, pd.DataFrame(rows).assign(profile=cfg.profile), key="model", sort_by=["model", "people"])
+    print(losses.pivot(index="people", columns="model", values="loss_figure").round(4).to_string(), flush=True)
+    return losses
+
+
 def base_frame_sets(cfg: ProfileConfig, every_person: bool = False, training_videos: int = 3) -> dict[str, BenignEvalSet]:
     """The frame sets on which the explorations compare bases, by the name their tables give them:
     notebook 02's held-out frames, two videos of each held-out person (``every_person``: notebook 02's
@@ -398,11 +422,24 @@ def compare_bases(bases: dict[str, ProfileConfig], frames_sets: dict[str, Benign
     return replace_rows(table, measured.assign(profile=cfg.profile), key="model", sort_by=["frames_set", "model"])
 
 
-def compare_bases_script(description: str, table: Path, every_person: bool = False,
-                         **base_defaults) -> dict[str, ProfileConfig]:
+def person_groups(cfg: ProfileConfig, extra_people: int = 0) -> dict[str, list]:
+    """The videos of three groups of people, by the names the tables give them: the profile's training
+    people, ``extra_people`` more drawn after the held-out ones (``data.extra_train_appearances``) and the
+    held-out people; people every base, only some bases and no base has seen in training."""
+    split = build_split(cfg.with_changes("data", extra_train_appearances=extra_people).data, cfg.seed)
+    profile_videos = len(build_split(cfg.data, cfg.seed)["train"])
+    return {f"the profile's {cfg.data.n_train_appearances} training people": split["train"][:profile_videos],
+            f"{extra_people} more people, drawn after the held-out ones": split["train"][profile_videos:],
+            f"the {cfg.data.n_test_appearances} held-out people": split["test_appearance"] + split["test_motion"]}
+
+
+def compare_bases_script(description: str, table: Path, every_person: bool = False, loss_table: Path | None = None,
+                         **base_defaults) -> None:
     """An exploration that compares the bases its command line names (``base_defaults``: the defaults of
     :func:`add_base_options`) with :func:`compare_bases` on :func:`base_frame_sets`, and prints the table.
-    Returns the bases, for measurements of the exploration's own."""
+    With ``loss_table`` it first writes :func:`compare_person_loss` over :func:`person_groups` (the extra
+    people of the base with the most; a base with fewer saw the first of them): minutes, where sampling
+    a new base takes about half an hour per frame set."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -411,10 +448,12 @@ def compare_bases_script(description: str, table: Path, every_person: bool = Fal
     cfg = load_profile("small", seed=0)
     configure_torch(cfg)
     bases = base_variants(cfg, args)
+    if loss_table is not None:
+        most = max((base.data.extra_train_appearances for base in bases.values()), default=0)
+        compare_person_loss(bases, person_groups(cfg, most), cfg, loss_table)
     measured = compare_bases(bases, base_frame_sets(cfg, every_person), cfg, table)
     print(measured.set_index(["frames_set", "model"]).drop(columns=["frames", "profile"]).round(3).T.to_string(),
           flush=True)
-    return bases
 
 
 def colour_transfer(generate, references: torch.Tensor, angles=(2 * np.pi / 3, 4 * np.pi / 3)) -> float:

@@ -15,8 +15,8 @@ from poseguard_lib.metrics.synthetic import ClipNetwork, ImageNetwork, Synthetic
 from poseguard_lib.models.training import training_key
 from poseguard_lib.study import (add_base_options, appearance_gap_parts, base_frame_sets, base_quality, base_variants,
                                  benign_eval_set, benign_keypoints, choose_setting, chosen_defense_settings, colour_transfer,
-                                 defense_study, every_person_eval_set, generate_benign, inference_cost, pose_roles,
-                                 render_video_as, sampled_defense_summary, select_setting, stage1_loss_by_region,
+                                 compare_person_loss, defense_study, every_person_eval_set, generate_benign, inference_cost, pose_roles,
+                                 person_groups, render_video_as, sampled_defense_summary, select_setting, stage1_loss_by_region,
                                  table1_rows, timed_rounds, training_eval_set, unsafe_eval_set, unsafe_order, validation_set)
 
 CONFIG = load_profile("tiny")
@@ -94,6 +94,42 @@ def test_base_options_name_each_base_and_set_its_budget_and_augmentation():
     assert list(more_people) == [f"base, 100 stage-1 steps, hue augmentation off, {CONFIG.data.n_train_appearances + 5} "
                                  "training people"]
     assert next(iter(more_people.values())).data == CONFIG.data.model_copy(update={"extra_train_appearances": 5})
+    wider = base_variants(CONFIG, parser.parse_args(["--stage1-steps", "--without-hue-augment", "--width-scale", "1.5"]))
+    widths = tuple(round(1.5 * width) for width in CONFIG.model.block_out_channels)
+    assert list(wider) == [f"base, 100 stage-1 steps, hue augmentation off, block widths {'-'.join(map(str, widths))}"]
+    assert next(iter(wider.values())).model == CONFIG.model.model_copy(update={"block_out_channels": widths})
+    with pytest.raises(ValueError, match="not divisible by norm_num_groups"):
+        base_variants(CONFIG, parser.parse_args(["--stage1-steps", "--without-hue-augment", "--width-scale", "1.1"]))
+
+
+def test_person_groups_split_seen_from_unseen_people():
+    def who(videos):
+        return [(video.appearance, video.motion) for video in videos]
+
+    cheap = CONFIG.with_changes("data", height=32, width=24, n_train_appearances=3, n_test_appearances=2,
+                                frames_per_video=6, pose_detect_resolution=48)
+    split = build_split(cheap.data, cheap.seed)
+    profile_people, extra_people, held_out = person_groups(cheap, extra_people=2).values()
+    assert who(profile_people) == who(split["train"])
+    assert who(held_out) == who(split["test_appearance"] + split["test_motion"])
+    extra_appearances = {appearance for appearance, _ in who(extra_people)}
+    assert len(extra_appearances) == 2 and not extra_appearances & {appearance for appearance, _ in who(profile_people + held_out)}
+    assert not list(person_groups(cheap).values())[1]  # no extra people
+
+
+def test_compare_person_loss_measures_each_base_on_each_group_and_replaces_its_rows(tmp_path):
+    from poseguard_lib.models.training import load_or_train_base_model
+
+    quick = CONFIG.with_changes("train", stage1_steps=2, stage2_steps=1)
+    groups = {"seen": build_split(CONFIG.data, CONFIG.seed)["train"][:2], "nobody": []}
+    table = tmp_path / "loss.csv"
+    losses = compare_person_loss({"quick": quick, "same base": quick}, groups, CONFIG, table)
+    assert losses[["model", "people", "videos"]].values.tolist() == [["quick", "seen", 2], ["same base", "seen", 2]]
+    expected = stage1_loss_by_region(load_or_train_base_model(quick, progress=False)[0], groups["seen"], CONFIG)
+    for name in ("quick", "same base"):
+        assert losses.set_index("model").loc[name, ["loss_figure", "loss_wall"]].to_dict() == pytest.approx(expected)
+    again = compare_person_loss({"quick": quick}, {"seen": groups["seen"][:1]}, CONFIG, table)
+    assert again.set_index("model").videos.to_dict() == {"quick": 1, "same base": 2}
 
 
 def test_stage1_loss_by_region_draws_alike_for_every_model_and_leaves_the_model_alone(eval_set):
