@@ -11,12 +11,12 @@ people, their videos and their placements stay those of notebook 02. Every other
 steps, hue augmentation) is the profile's, so each person is seen fewer times.
 
 Each base is measured as ``figure_weighted_loss.py`` measures it, on notebook 02's held-out frames, on two
-videos of each of the eight held-out people and on three videos of the profile's training people (whom
-every base has seen). A base that is not cached is trained first (about 75 minutes on 2 cores, plus about
-3 minutes to render 288 more people); sampling it takes about 35 minutes for the three frame sets. Before
-sampling, it measures stage 1's loss on the person (as ``figure_weighted_loss.py`` does: 128 pairs) over all videos of
-three groups of people: the profile's training people, whom every base has seen; the extra people, whom
-only the bases trained on them have seen; and the held-out people, whom no base has seen
+videos of each of the eight held-out people and on three videos of the profile's training people (whom every
+base has seen). A base that is not cached is trained first (about 75 minutes on 2 cores, plus about 3
+minutes to render 288 more people); sampling it takes about 35 minutes for the three frame sets. Before
+sampling, it measures stage 1's loss on the person (as ``figure_weighted_loss.py`` does: 128 pairs) over all
+videos of three groups of people: the profile's training people, whom every base has seen; the extra people,
+whom only the bases trained on them have seen; and the held-out people, whom no base has seen
 (``training_people_loss.csv``). Each model's rows replace its earlier rows.
 
     .venv/bin/python explorations/training_people.py
