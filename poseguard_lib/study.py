@@ -16,6 +16,7 @@ Notebooks call these so that every experiment evaluates on the same held-out dat
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -142,7 +143,8 @@ def render_video_as(video: SyntheticVideo, person: Appearance, frames: slice, cf
 
 
 def add_base_options(parser, augmented: list[int], unaugmented: list[int], figure_boosts: list[float] = (),
-                     extra_people: list[int] = (), width_scales: list[float] = ()) -> None:
+                     extra_people: list[int] = (), width_scales: list[float] = (),
+                     attention_at_every_level: bool = False) -> None:
     """The options by which an exploration names the trained bases it measures (defaults as given)."""
     parser.add_argument("--stage1-steps", type=int, nargs="*", default=augmented,
                         help="stage-1 budgets of bases trained as the profile trains (hue augmentation on)")
@@ -158,6 +160,10 @@ def add_base_options(parser, augmented: list[int], unaugmented: list[int], figur
                         help="bases trained as the profile trains but with every UNet block this many times as "
                              "wide (model.block_out_channels; the widths must stay divisible by the group and "
                              "head counts)")
+    parser.add_argument("--attention-at-every-level", action=argparse.BooleanOptionalAction,
+                        default=attention_at_every_level,
+                        help="a base trained as the profile trains but with attention, and so reference attention, "
+                             "in every UNet block, the finest included (model.block_has_attention)")
 
 
 def base_variants(cfg: ProfileConfig, options) -> dict[str, ProfileConfig]:
@@ -169,8 +175,10 @@ def base_variants(cfg: ProfileConfig, options) -> dict[str, ProfileConfig]:
         people = f", {base.data.n_train_appearances + extra} training people" if extra else ""
         widths = base.model.block_out_channels
         wider = f", block widths {'-'.join(map(str, widths))}" if widths != cfg.model.block_out_channels else ""
+        finest = (", attention at every level" if base.model.block_has_attention != cfg.model.block_has_attention
+                  else "")
         return (f"base, {train.stage1_steps} stage-1 steps, hue augmentation {'on' if train.hue_augment else 'off'}"
-                f"{boost}{people}{wider}")
+                f"{boost}{people}{wider}{finest}")
 
     bases = [cfg.with_changes("train", stage1_steps=steps, hue_augment=augment)
              for augment, budgets in ((True, options.stage1_steps), (False, options.without_hue_augment))
@@ -180,6 +188,8 @@ def base_variants(cfg: ProfileConfig, options) -> dict[str, ProfileConfig]:
     bases += [cfg.with_changes("model", block_out_channels=[round(width * scale)
                                                             for width in cfg.model.block_out_channels])
               for scale in options.width_scale]
+    if options.attention_at_every_level:
+        bases.append(cfg.with_changes("model", block_has_attention=[True] * len(cfg.model.block_has_attention)))
     return {name(base): base for base in bases}
 
 
@@ -440,8 +450,6 @@ def compare_bases_script(description: str, table: Path, every_person: bool = Fal
     With ``loss_table`` it first writes :func:`compare_person_loss` over :func:`person_groups` (the extra
     people of the base with the most; a base with fewer saw the first of them): minutes, where sampling
     a new base takes about half an hour per frame set."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=description)
     add_base_options(parser, **base_defaults)
     args = parser.parse_args()

@@ -100,6 +100,12 @@ def test_base_options_name_each_base_and_set_its_budget_and_augmentation():
     assert next(iter(wider.values())).model == CONFIG.model.model_copy(update={"block_out_channels": widths})
     with pytest.raises(ValueError, match="not divisible by norm_num_groups"):
         base_variants(CONFIG, parser.parse_args(["--stage1-steps", "--without-hue-augment", "--width-scale", "1.1"]))
+    attending = base_variants(CONFIG, parser.parse_args(["--stage1-steps", "--without-hue-augment",
+                                                         "--attention-at-every-level"]))
+    assert list(attending) == ["base, 100 stage-1 steps, hue augmentation off, attention at every level"]
+    assert not all(CONFIG.model.block_has_attention)
+    assert next(iter(attending.values())).model == CONFIG.model.model_copy(
+        update={"block_has_attention": (True,) * len(CONFIG.model.block_has_attention)})
 
 
 def test_person_groups_split_seen_from_unseen_people():
