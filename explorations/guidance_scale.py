@@ -7,7 +7,8 @@ reference's pull on the output, and the appearance gap (0.033 at the profile's s
 profile's (no training); each scale samples notebook 02's 256 held-out frames (about 8 minutes at 1.0,
 16 above it on two cores; 1.5 comes from the cache) and is measured as ``generator_width.py`` measures
 bases: SSIM, the pose and appearance gaps, SSIM on the wall and on the figure, the gap by part of the
-person, beside copying the reference. Each scale's rows are written as soon as it is sampled.
+person, beside copying the reference. Sampled outputs are cached, so an interrupted run resumes with
+the scales it had not sampled.
 
     .venv/bin/python explorations/guidance_scale.py [--guidance-scales 1.0 1.5 2.5 3.5]
 """
@@ -26,7 +27,7 @@ args = parser.parse_args()
 cfg = load_profile("small", seed=0)
 configure_torch(cfg)
 frames_sets = {"notebook 02's held-out frames": benign_eval_set(cfg)}
-for scale in args.guidance_scales:
-    sampled = cfg.with_changes("sampling", guidance_scale=scale)
-    measured = compare_bases({f"profile's base, guidance {scale:g}": sampled}, frames_sets, cfg, TABLE)
+scales = {f"profile's base, guidance {scale:g}": cfg.with_changes("sampling", guidance_scale=scale)
+          for scale in args.guidance_scales}
+measured = compare_bases(scales, frames_sets, cfg, TABLE)
 print(measured.set_index("model").drop(columns=["frames", "frames_set", "profile"]).round(3).T.to_string())
