@@ -32,8 +32,8 @@ import torch
 
 from poseguard_lib.config import configure_torch, load_profile
 from poseguard_lib.defense import load_or_defend
-from poseguard_lib.io import cache_dir, replace_rows, write_csv
-from poseguard_lib.models.training import load_or_train_base_model, training_key
+from poseguard_lib.io import replace_rows, write_csv
+from poseguard_lib.models.training import load_or_train_base_model, trained_on
 from poseguard_lib.reporting import BASELINE_METHOD, table1_method
 from poseguard_lib.study import (base_quality, benign_eval_set, chosen_defense_settings, defense_study, generate_benign,
                                  generate_unsafe, sampled_defense_summary, unsafe_eval_set)
@@ -50,7 +50,7 @@ args = parser.parse_args()
 config = load_profile("small", seed=0)
 configure_torch(config)
 model, history = load_or_train_base_model(config, progress=False)
-machine = json.loads((cache_dir("models", training_key(config)) / "training.json").read_text()).get("machine")
+machine = trained_on(config)
 if machine is None:
     raise SystemExit("this base's training.json does not name the machine it trained on (a cache from before it did); "
                      "delete the cached base and run again to train it here")

@@ -38,7 +38,8 @@ from poseguard_lib.metrics.evaluate import ModelOutputs, evaluate_models
 from poseguard_lib.metrics.image import psnr, ssim, ssim_by_texture, subpixel_pattern
 from poseguard_lib.models.pipeline import generate_images, generate_video
 from poseguard_lib.models.training import (ImageObjective, draw_batch, figure_positions, latent_shape,
-                                          load_or_train_base_model, noise_offset_group, training_key, v_loss)
+                                          load_or_train_base_model, noise_offset_group, trained_on, training_key,
+                                          v_loss)
 from poseguard_lib.pose.draw import condition_image
 from poseguard_lib.reporting import BASELINE_METHOD, to_uint8
 
@@ -382,12 +383,14 @@ def stage1_loss_by_region(model, videos, cfg: ProfileConfig, batches: int = 8, b
 def compare_person_loss(bases: dict[str, ProfileConfig], groups: dict[str, list], cfg: ProfileConfig,
                         table: Path) -> pd.DataFrame:
     """Each base's :func:`stage1_loss_by_region` over each group of videos (people some bases saw in
-    training and others did not), on the same draws for every base; empty groups are left out. Each
-    base's rows replace its earlier rows in ``table``; prints the loss on the person and returns the table."""
+    training and others did not), on the same draws for every base; empty groups are left out, and each row
+    names the machine that trained its base. Each base's rows replace its earlier rows in ``table``; prints
+    the loss on the person and returns the table."""
     rows = []
     for name, base_config in bases.items():
         model, _ = load_or_train_base_model(base_config, progress=False)
         rows += [{"model": name, "people": people, "videos": len(videos)} | stage1_loss_by_region(model, videos, cfg)
+                 | {"trained_on": trained_on(base_config)}
                  for people, videos in groups.items() if videos]
     losses = replace_rows(table, pd.DataFrame(rows).assign(profile=cfg.profile), key="model", sort_by=["model", "people"])
     print(losses.pivot(index="people", columns="model", values="loss_figure").round(4).to_string(), flush=True)
@@ -409,15 +412,17 @@ def compare_bases(bases: dict[str, ProfileConfig], frames_sets: dict[str, Benign
     """Trained bases side by side on each frame set, as notebook 02 measures them: SSIM, PSNR, the pose and
     appearance gaps, SSIM on the flat wall and on the textured figure, the appearance gap by part of the
     person and stage 1's loss on the person and on the rest; beside copying the reference and the ground
-    truth. Bases not yet cached are trained first; their outputs come from the generation cache. Each
-    base's rows replace its earlier rows in ``table``; returns the whole table."""
+    truth, and the machine that trained each base. Bases not yet cached are trained first; their outputs
+    come from the generation cache. Each base's rows replace its earlier rows in ``table``; returns the
+    whole table."""
     outputs = {frames_set: {} for frames_set in frames_sets}
     losses = []
     for name, base_config in bases.items():
         model, _ = load_or_train_base_model(base_config, progress=False)
         for frames_set, eval_set in frames_sets.items():
             outputs[frames_set][name] = generate_benign(model, eval_set, base_config)
-            losses.append({"model": name, "frames_set": frames_set} | stage1_loss_by_region(model, eval_set.videos, cfg))
+            losses.append({"model": name, "frames_set": frames_set} | stage1_loss_by_region(model, eval_set.videos, cfg)
+                          | {"trained_on": trained_on(base_config)})
     tables = []
     for frames_set, eval_set in frames_sets.items():
         truth = torch.cat(eval_set.ground_truth)

@@ -13,6 +13,7 @@ from poseguard_lib.data.synthetic import build_split
 from poseguard_lib.io import cache_dir
 from poseguard_lib.metrics.synthetic import ClipNetwork, ImageNetwork, SyntheticExtractors
 from poseguard_lib.models.training import training_key
+from poseguard_lib.reporting import device_description
 from poseguard_lib.study import (add_base_options, appearance_gap_parts, base_frame_sets, base_quality, base_variants,
                                  benign_eval_set, benign_keypoints, choose_setting, chosen_defense_settings, colour_transfer,
                                  compare_person_loss, defense_study, every_person_eval_set, generate_benign, inference_cost, pose_roles,
@@ -131,6 +132,7 @@ def test_compare_person_loss_measures_each_base_on_each_group_and_replaces_its_r
     table = tmp_path / "loss.csv"
     losses = compare_person_loss({"quick": quick, "same base": quick}, groups, CONFIG, table)
     assert losses[["model", "people", "videos"]].values.tolist() == [["quick", "seen", 2], ["same base", "seen", 2]]
+    assert set(losses.trained_on) == {device_description()}
     expected = stage1_loss_by_region(load_or_train_base_model(quick, progress=False)[0], groups["seen"], CONFIG)
     for name in ("quick", "same base"):
         assert losses.set_index("model").loc[name, ["loss_figure", "loss_wall"]].to_dict() == pytest.approx(expected)

@@ -19,6 +19,7 @@ from poseguard_lib.models.training import (
     load_or_train_base_model,
     min_snr_weights,
     train_stage,
+    trained_on,
     training_key,
     v_loss,
 )
@@ -212,12 +213,14 @@ def test_bf16_autocast_trains(tmp_path):
 def test_base_model_is_trained_once_and_cached(tmp_path, monkeypatch):
     profile = PROFILE.model_copy(update={"train": PROFILE.train.model_copy(update={"stage1_steps": 2, "stage2_steps": 1})})
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "elsewhere"))
+    assert trained_on(profile) is None  # not cached yet
     model, history = load_or_train_base_model(profile, progress=False)  # default root: $POSEGUARD_CACHE/models
     assert (tmp_path / "elsewhere" / "models" / training_key(profile) / "model").is_dir()
     model, history = load_or_train_base_model(profile, cache_root=tmp_path, progress=False)
     folder = tmp_path / training_key(profile)
     assert (folder / "loss_history.csv").exists() and (folder / "loss_history.json").exists()
     assert json.loads((folder / "training.json").read_text())["machine"] == device_description()
+    assert trained_on(profile, cache_root=tmp_path) == trained_on(profile) == device_description()
     assert list(history["stage"]) == [1, 1, 2]
     assert not list(tmp_path.glob("*.checkpoints"))
     cached, cached_history = load_or_train_base_model(profile, cache_root=tmp_path, progress=False)

@@ -316,6 +316,14 @@ def training_key(profile_cfg: ProfileConfig) -> str:
     return f"{profile_cfg.profile}-{sha256_json(relevant)[:16]}"
 
 
+def trained_on(profile_cfg: ProfileConfig, cache_root: str | Path | None = None) -> str | None:
+    """The machine that trained the profile's cached base (``training.json``), or None for a base not
+    cached or cached before the machine was recorded. Bases trained on different machine kinds differ
+    (float sums run in another order), so tables that compare bases say where each was trained."""
+    record = (Path(cache_root) if cache_root is not None else cache_dir("models")) / training_key(profile_cfg) / "training.json"
+    return json.loads(record.read_text()).get("machine") if record.exists() else None
+
+
 def train_base_model(
     profile_cfg: ProfileConfig, image_dataset, video_dataset, checkpoint_dir: str | Path, progress: bool = True
 ) -> tuple[AnimateAnyone, pd.DataFrame]:
