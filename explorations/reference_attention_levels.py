@@ -7,8 +7,9 @@ tops' patterns, most of the top's share of the appearance gap, are drawn a few p
 (``generator_width.py``), guidance (``guidance_scale.py``), the person's weight in the loss, training
 length and the number of people all left the gap near 0.03 of its 0.17 ceiling. This base has attention
 in every block, the 32×32 level included (10.4M parameters against 10.2M); every other setting is the
-profile's. A stage-1 step costs about twice the profile's (1.62 s against 0.86 s timed together on two
-cores), so it trains in about two and a half hours here, resuming from its checkpoints if stopped.
+profile's. A stage-1 step costs 1.6 to 1.9 times the profile's (0.84 s against 0.52 s on a 2-core Intel Xeon;
+1.62 s against 0.86 s timed together on a 2-core AMD EPYC): about 75 minutes of training on the Xeon,
+resuming from its checkpoints if stopped, then 50 minutes of sampling for both bases.
 
 Measured as ``generator_width.py`` measures: stage 1's loss on the person by group of people
 (``reference_attention_levels_loss.csv``), then notebook 02's held-out frames, two videos of each
