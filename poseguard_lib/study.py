@@ -389,9 +389,9 @@ def compare_person_loss(bases: dict[str, ProfileConfig], groups: dict[str, list]
     rows = []
     for name, base_config in bases.items():
         model, _ = load_or_train_base_model(base_config, progress=False)
+        machine = {"trained_on": trained_on(base_config)}
         rows += [{"model": name, "people": people, "videos": len(videos)} | stage1_loss_by_region(model, videos, cfg)
-                 | {"trained_on": trained_on(base_config)}
-                 for people, videos in groups.items() if videos]
+                 | machine for people, videos in groups.items() if videos]
     losses = replace_rows(table, pd.DataFrame(rows).assign(profile=cfg.profile), key="model", sort_by=["model", "people"])
     print(losses.pivot(index="people", columns="model", values="loss_figure").round(4).to_string(), flush=True)
     return losses
@@ -419,10 +419,11 @@ def compare_bases(bases: dict[str, ProfileConfig], frames_sets: dict[str, Benign
     losses = []
     for name, base_config in bases.items():
         model, _ = load_or_train_base_model(base_config, progress=False)
+        machine = {"trained_on": trained_on(base_config)}
         for frames_set, eval_set in frames_sets.items():
             outputs[frames_set][name] = generate_benign(model, eval_set, base_config)
             losses.append({"model": name, "frames_set": frames_set} | stage1_loss_by_region(model, eval_set.videos, cfg)
-                          | {"trained_on": trained_on(base_config)})
+                          | machine)
     tables = []
     for frames_set, eval_set in frames_sets.items():
         truth = torch.cat(eval_set.ground_truth)

@@ -316,11 +316,17 @@ def training_key(profile_cfg: ProfileConfig) -> str:
     return f"{profile_cfg.profile}-{sha256_json(relevant)[:16]}"
 
 
+def base_cache_folder(profile_cfg: ProfileConfig, cache_root: str | Path | None = None) -> Path:
+    """Where the profile's trained base is cached: ``<cache_root>/<training key>`` (default root:
+    ``cache_dir("models")``)."""
+    return (Path(cache_root) if cache_root is not None else cache_dir("models")) / training_key(profile_cfg)
+
+
 def trained_on(profile_cfg: ProfileConfig, cache_root: str | Path | None = None) -> str | None:
     """The machine that trained the profile's cached base (``training.json``), or None for a base not
     cached or cached before the machine was recorded. Bases trained on different machine kinds differ
     (float sums run in another order), so tables that compare bases say where each was trained."""
-    record = (Path(cache_root) if cache_root is not None else cache_dir("models")) / training_key(profile_cfg) / "training.json"
+    record = base_cache_folder(profile_cfg, cache_root) / "training.json"
     return json.loads(record.read_text()).get("machine") if record.exists() else None
 
 
@@ -355,9 +361,8 @@ def load_or_train_base_model(
         raise ValueError("the paper profile uses Moore's released weights (poseguard_lib.models.checkpoints), not training")
     from poseguard_lib.data.synthetic import ImagePairDataset, VideoClipDataset, build_split
 
-    cache_root = Path(cache_root) if cache_root is not None else cache_dir("models")
-    key = training_key(profile_cfg)
-    final = cache_root / key
+    final = base_cache_folder(profile_cfg, cache_root)
+    key = final.name
     device = compute_device()
     if (final / "model" / SETTINGS_FILE).exists():
         model = AnimateAnyone.from_pretrained(final / "model").eval()
@@ -372,7 +377,7 @@ def load_or_train_base_model(
     video_dataset = VideoClipDataset(
         train_videos, clip_length=profile_cfg.train.video_frames, seed=profile_cfg.seed, hue_augment=hue_augment
     )
-    checkpoints = cache_root / f"{key}.checkpoints"
+    checkpoints = final.with_name(f"{key}.checkpoints")
     began = time.perf_counter()
     model, history = train_base_model(profile_cfg, image_dataset, video_dataset, checkpoints, progress)
     with atomic_dir(final) as tmp:
